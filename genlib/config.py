@@ -1,0 +1,107 @@
+"""Profiles, device choice and seeding: the ground floor every other genlib module stands on.
+
+A *profile* is the budget a chapter runs under. One switch, the environment variable
+``GENLIB_PROFILE``, picks it:
+
+=======  ============================================  ==========================
+profile  for                                           rough time per chapter
+=======  ============================================  ==========================
+``ci``   the tests on 2 CPU cores: proves the code     under 90 s
+``cpu``  a reader's laptop: recognisable samples       under 5 min
+``gpu``  a GPU: good samples, the reproduction tables  under 3 min on one H100
+=======  ============================================  ==========================
+
+With no ``GENLIB_PROFILE`` the profile is ``gpu`` when CUDA is available and ``cpu`` otherwise.
+Every model size, dataset size and step count comes from the profile through :func:`pick`,
+never from a literal in a notebook cell.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("ci", "cpu", "gpu")
+
+T = TypeVar("T")
+
+
+def profile() -> str:
+    """The active profile: ``GENLIB_PROFILE`` if set, else ``gpu`` with CUDA, else ``cpu``."""
+    name = os.environ.get("GENLIB_PROFILE", "").strip().lower()
+    if not name:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise ValueError(
+            f"GENLIB_PROFILE={name!r} is not a profile; expected one of {', '.join(PROFILES)}"
+        )
+    return name
+
+
+def pick(*, ci: T, cpu: T, gpu: T) -> T:
+    """Return the value for the active profile, e.g. ``steps = pick(ci=20, cpu=1500, gpu=8000)``."""
+    return {"ci": ci, "cpu": cpu, "gpu": gpu}[profile()]
+
+
+def device() -> torch.device:
+    """The device models run on: ``GENLIB_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``), else
+    CUDA when available, else the CPU."""
+    name = os.environ.get("GENLIB_DEVICE", "").strip()
+    if name:
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"GENLIB_DEVICE={name!r} asks for CUDA, but torch sees no CUDA device")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's global generators (CPU and every CUDA device).
+
+    Two runs of the same code after the same ``seed_everything(seed)`` on the same machine draw the
+    same numbers. Returns a fresh CPU ``torch.Generator`` seeded with ``seed`` for code that prefers
+    an explicit generator to the global one.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def interactive() -> bool:
+    """True when live ipywidgets make sense: inside a Jupyter kernel and not a static build.
+
+    The book build, the nbval tests and ``make notebooks`` set ``GENLIB_STATIC=1``; there the viz
+    helpers draw a scrubber or small multiples instead of a widget, because a built HTML page
+    cannot run Python when a slider moves.
+    """
+    if os.environ.get("GENLIB_STATIC", "").strip() not in ("", "0"):
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or "IPKernelApp" not in getattr(shell, "config", {}):
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def describe() -> str:
+    """One line naming profile, device and versions, for the top of a chapter."""
+    dev = device()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    return f"profile={profile()} device={dev.type} ({name}) torch={torch.__version__.split('+')[0]}"
