@@ -1,0 +1,41 @@
+# The two commands a reader needs: `make book` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv book test test-fast notebooks lab clean
+
+# Make the virtual environment once, and again whenever requirements.txt or pyproject.toml change.
+venv: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Build the rendered book into _build/html (executes every chapter in the active profile).
+book: venv
+	GENLIB_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
+
+# Every test: genlib unit tests, kernel tests, nbval on the stored notebooks, the pairing check
+# and a full book build with warnings as errors, all in the `ci` profile with a cold model cache.
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
+test: venv
+	$(BIN)/python -m pytest tests chapters $(NBVAL)
+
+# Unit tests only (no notebooks, no book build).
+test-fast: venv
+	$(BIN)/python -m pytest tests -m "not slow"
+
+# Re-execute the chapters in the `ci` profile (cold cache) to refresh their stored outputs.
+notebooks: venv
+	$(BIN)/python tests/refresh_notebooks.py $(CHAPTERS)
+
+# Open the chapters in JupyterLab (jupytext pairs each .md with its .ipynb).
+lab: venv
+	$(BIN)/jupyter lab chapters
+
+clean:
+	rm -rf _build

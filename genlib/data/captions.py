@@ -1,0 +1,165 @@
+"""Captions of the shapes world: the structured prompt, its text, a parser, and the check.
+
+Every shapes image is described by a :class:`Prompt`: which objects it holds, as (colour, shape)
+pairs, and for ``position`` prompts how the first object sits relative to the second. The four
+prompt *kinds* are the categories the book scores text-image alignment by, like DrawBench's
+categories but judged by a program:
+
+============  =============================================  ===================================
+kind          example                                        what it tests
+============  =============================================  ===================================
+``shape``     "a red circle"                                 one object, its shape and colour
+``colour``    "a red circle and a blue square"               binding two colours to two shapes
+``count``     "three green triangles"                        the number of objects
+``position``  "a red circle to the left of a blue square"    the spatial relation
+============  =============================================  ===================================
+
+A scene satisfies a prompt when its objects are exactly the named ones (as a multiset) and, for
+``position``, the relation holds between their grid cells. Scenes are read as two ``9``-vectors,
+one per cell of the 3x3 layout grid (row-major), holding ``0`` for an empty cell and ``1 + index``
+of the colour (or shape) otherwise; the world's evaluator predicts exactly that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from .render import COLOURS, SHAPES, colour_index, shape_index
+
+KINDS: tuple[str, ...] = ("shape", "colour", "count", "position")
+RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+NUMBERS: tuple[str, ...] = ("one", "two", "three")
+GRID = 3  # objects sit in the cells of a GRID x GRID layout
+
+_RELATION_TEXT = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+
+
+def plural(shape: str) -> str:
+    """'circle' -> 'circles', 'cross' -> 'crosses'."""
+    return shape + ("es" if shape.endswith("s") else "s")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a shapes image shows, as data.
+
+    ``objects`` lists one (colour, shape) pair per object (a ``count`` prompt repeats its pair);
+    ``relation`` (``position`` prompts only) says where ``objects[0]`` is relative to ``objects[1]``.
+    """
+
+    kind: str
+    objects: tuple[tuple[str, str], ...]
+    relation: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown prompt kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        for colour, shape in self.objects:
+            colour_index(colour)
+            shape_index(shape)
+        n = len(self.objects)
+        if self.kind == "shape" and n != 1:
+            raise ValueError(f"a 'shape' prompt names exactly one object, got {n}")
+        if self.kind in ("colour", "position") and n != 2:
+            raise ValueError(f"a {self.kind!r} prompt names exactly two objects, got {n}")
+        if self.kind == "count" and not (1 <= n <= len(NUMBERS) and len(set(self.objects)) == 1):
+            raise ValueError(f"a 'count' prompt repeats one (colour, shape) pair 1-{len(NUMBERS)} times, got {self.objects}")
+        if (self.kind == "position") != (self.relation is not None):
+            raise ValueError("a relation is given exactly for 'position' prompts")
+        if self.relation is not None and self.relation not in RELATIONS:
+            raise ValueError(f"unknown relation {self.relation!r}; expected one of {', '.join(RELATIONS)}")
+
+    @property
+    def text(self) -> str:
+        """The caption, e.g. ``"two blue squares"``."""
+        (c0, s0), *rest = self.objects
+        if self.kind == "shape":
+            return f"a {c0} {s0}"
+        if self.kind == "count":
+            n = len(self.objects)
+            return f"{NUMBERS[n - 1]} {c0} {s0 if n == 1 else plural(s0)}"
+        c1, s1 = rest[0]
+        if self.kind == "colour":
+            return f"a {c0} {s0} and a {c1} {s1}"
+        return f"a {c0} {s0} {_RELATION_TEXT[self.relation]} a {c1} {s1}"
+
+
+_C = "(" + "|".join(COLOURS) + ")"
+_S = "(" + "|".join(SHAPES) + ")"
+_SP = "(" + "|".join(list(SHAPES) + [plural(s) for s in SHAPES]) + ")"
+_SINGULAR = {plural(s): s for s in SHAPES}
+_PATTERNS = (
+    ("count", re.compile(rf"^({'|'.join(NUMBERS)}) {_C} {_SP}$")),
+    ("shape", re.compile(rf"^an? {_C} {_S}$")),
+    ("colour", re.compile(rf"^an? {_C} {_S} and an? {_C} {_S}$")),
+    ("position", re.compile(rf"^an? {_C} {_S} (to the left of|to the right of|above|below) an? {_C} {_S}$")),
+)
+
+
+def parse_caption(text: str) -> Prompt:
+    """Read a caption of the shapes grammar back into a :class:`Prompt`.
+
+    Case and a final full stop are ignored. Text outside the grammar raises a ``ValueError`` that
+    shows the four templates.
+    """
+    clean = " ".join(text.lower().strip().rstrip(".").split())
+    for kind, pattern in _PATTERNS:
+        m = pattern.match(clean)
+        if not m:
+            continue
+        g = m.groups()
+        if kind == "count":
+            n = NUMBERS.index(g[0]) + 1
+            if (n == 1) != (g[2] in SHAPES):  # "one circle", "two circles"
+                break
+            return Prompt("count", ((g[1], _SINGULAR.get(g[2], g[2])),) * n)
+        if kind == "shape":
+            return Prompt("shape", ((g[0], g[1]),))
+        if kind == "colour":
+            return Prompt("colour", ((g[0], g[1]), (g[2], g[3])))
+        relation = {v: k for k, v in _RELATION_TEXT.items()}[g[2]]
+        return Prompt("position", ((g[0], g[1]), (g[3], g[4])), relation)
+    raise ValueError(
+        f"caption {text!r} is outside the shapes grammar; expected one of: 'a <colour> <shape>', "
+        "'a <colour> <shape> and a <colour> <shape>', '<one|two|three> <colour> <shapes>', "
+        "'a <colour> <shape> <to the left of|to the right of|above|below> a <colour> <shape>' "
+        f"with colours {', '.join(COLOURS)} and shapes {', '.join(SHAPES)}"
+    )
+
+
+def scene_objects(cell_colour, cell_shape) -> list[tuple[int, str, str]]:
+    """The objects of one scene as (cell, colour, shape), from its two 9-vectors of cell labels.
+
+    A cell counts as holding an object when both its colour and its shape label are non-zero.
+    """
+    cc = [int(v) for v in torch.as_tensor(cell_colour).reshape(-1).tolist()]
+    cs = [int(v) for v in torch.as_tensor(cell_shape).reshape(-1).tolist()]
+    if len(cc) != GRID * GRID or len(cs) != GRID * GRID:
+        raise ValueError(f"a scene is two vectors of {GRID * GRID} cell labels, got {len(cc)} and {len(cs)}")
+    return [(i, COLOURS[c - 1], SHAPES[s - 1]) for i, (c, s) in enumerate(zip(cc, cs)) if c > 0 and s > 0]
+
+
+def matches(prompt: Prompt, cell_colour, cell_shape) -> bool:
+    """Whether one scene (its cell labels) shows exactly what ``prompt`` says."""
+    objects = scene_objects(cell_colour, cell_shape)
+    if Counter((c, s) for _, c, s in objects) != Counter(prompt.objects):
+        return False
+    if prompt.kind != "position":
+        return True
+    cell = {(c, s): i for i, c, s in objects}  # position prompts name two different colours
+    (r0, c0), (r1, c1) = divmod(cell[prompt.objects[0]], GRID), divmod(cell[prompt.objects[1]], GRID)
+    return {"left of": c0 < c1, "right of": c0 > c1, "above": r0 < r1, "below": r0 > r1}[prompt.relation]
+
+
+def match_batch(prompts, cell_colour: torch.Tensor, cell_shape: torch.Tensor) -> torch.Tensor:
+    """:func:`matches` for a batch: ``prompts`` (length b), labels ``b 9`` -> ``b`` bool tensor."""
+    if cell_colour.shape != cell_shape.shape or cell_colour.ndim != 2 or cell_colour.shape[0] != len(prompts):
+        raise ValueError(
+            f"expected {len(prompts)} prompts and two 'b {GRID * GRID}' label tensors, "
+            f"got {tuple(cell_colour.shape)} and {tuple(cell_shape.shape)}"
+        )
+    return torch.tensor([matches(p, c, s) for p, c, s in zip(prompts, cell_colour, cell_shape)], dtype=torch.bool)

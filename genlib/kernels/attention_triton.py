@@ -1,0 +1,200 @@
+"""Fused attention forward in Triton (FlashAttention-style), ``b h n d, b h m d -> b h n d``.
+
+One program owns a block of ``BLOCK_M`` queries of one (batch, head). It loads its queries once,
+then walks the keys and values in blocks of ``BLOCK_N`` and never stores the ``n x m`` scores.
+The softmax is computed *online*: after seeing key blocks ``1..j`` the program holds, per query,
+
+    m_j   = max of the scores seen so far                      (running max)
+    l_j   = sum_k exp(s_k - m_j) over the keys seen so far      (running normaliser)
+    acc_j = sum_k exp(s_k - m_j) v_k                            (running, unnormalised output)
+
+and a new block of scores ``s`` (one row per query) updates them as
+
+    m_new = max(m_j, max(s))
+    alpha = exp(m_j - m_new)                 # rescales what was summed under the old max
+    p     = exp(s - m_new)
+    l_new   = alpha * l_j + sum(p)
+    acc_new = alpha * acc_j + p @ V_block
+
+so that after the last block ``O = acc / l`` is exactly softmax(S) V. Subtracting the running max
+keeps every ``exp`` at most 1 (no overflow in fp16). The kernel works in base 2 (``exp2`` is the
+hardware instruction): it folds ``log2(e)`` into the scale, ``exp(x) = exp2(x * log2(e))``.
+
+Grid: one axis over ``b * h * cdiv(n, BLOCK_M)`` programs, ordered so that the query blocks of one
+(batch, head) are neighbours and share its keys in L2. GPUs cap grid axes 1 and 2 at 65,535, so
+temporal attention with ``b * h`` in the hundreds of thousands must not put ``b * h`` there.
+
+Head dims that are not powers of two (``d = 40, 72, 96``) are padded to ``BLOCK_D``, the next power
+of two: masked loads fill the padding with zeros, which add nothing to ``q . k``, and the padded
+output columns are never stored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from genlib.kernels.attention import check_attention_inputs
+from genlib.kernels.dispatch import interpreting
+
+LOG2_E = 1.4426950408889634
+
+
+@triton.heuristics(
+    {
+        "EVEN_N": lambda args: args["N_KV"] % args["BLOCK_N"] == 0,
+        "EVEN_D": lambda args: args["HEAD_DIM"] == args["BLOCK_D"],
+    }
+)
+@triton.jit
+def _attention_fwd_kernel(
+    Q, K, V, O,
+    stride_qb, stride_qh, stride_qn, stride_qd,
+    stride_kb, stride_kh, stride_kn, stride_kd,
+    stride_vb, stride_vh, stride_vn, stride_vd,
+    stride_ob, stride_oh, stride_on, stride_od,
+    H, N_Q, N_KV,
+    qk_scale,  # scale * log2(e)
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    DOT_FP32: tl.constexpr,  # the interpreter's bf16 dot is wrong: multiply in fp32 there
+    INPUT_PRECISION: tl.constexpr,
+    EVEN_N: tl.constexpr,
+    EVEN_D: tl.constexpr,
+):
+    # Which (batch, head) and which block of queries this program owns.
+    pid = tl.program_id(0)
+    num_m_blocks = tl.cdiv(N_Q, BLOCK_M)
+    bh = pid // num_m_blocks
+    m_block = pid % num_m_blocks
+    b = (bh // H).to(tl.int64)  # int64: b * stride_b can pass 2**31 elements
+    h = (bh % H).to(tl.int64)
+
+    offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+
+    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
+    # K is read as its transpose, a BLOCK_D x BLOCK_N tile, ready for q @ k^T.
+    kt_ptrs = K + b * stride_kb + h * stride_kh + offs_d[:, None] * stride_kd + offs_n[None, :] * stride_kn
+    v_ptrs = V + b * stride_vb + h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd
+
+    # Masks zero-fill only what can run past the end: rows past n, head-dim padding.
+    d_mask = offs_d[None, :] < HEAD_DIM
+    if EVEN_D:
+        q = tl.load(q_ptrs, mask=offs_m[:, None] < N_Q, other=0.0)  # BLOCK_M x BLOCK_D
+    else:
+        q = tl.load(q_ptrs, mask=(offs_m[:, None] < N_Q) & d_mask, other=0.0)
+    if DOT_FP32:
+        q = q.to(tl.float32)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)  # running max (base-2 units)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running normaliser
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)  # running unnormalised output
+
+    # Causal: keys past this block's last query are masked for every query in it; skip them.
+    hi = N_KV
+    if CAUSAL:
+        hi = tl.minimum(N_KV, (m_block + 1) * BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + offs_n
+        if EVEN_N and EVEN_D:
+            kt = tl.load(kt_ptrs + start_n * stride_kn)  # BLOCK_D x BLOCK_N
+            v = tl.load(v_ptrs + start_n * stride_vn)  # BLOCK_N x BLOCK_D
+        else:
+            kt = tl.load(kt_ptrs + start_n * stride_kn, mask=(offs_d[:, None] < HEAD_DIM) & (cols[None, :] < N_KV), other=0.0)
+            v = tl.load(v_ptrs + start_n * stride_vn, mask=(cols[:, None] < N_KV) & d_mask, other=0.0)
+        if DOT_FP32:
+            kt = kt.to(tl.float32)
+            v = v.to(tl.float32)
+
+        # s = scale * log2(e) * q k^T: BLOCK_M x BLOCK_N scores in base-2 units.
+        s = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale
+        if not EVEN_N:
+            s = tl.where(cols[None, :] < N_KV, s, float("-inf"))  # keys past the end
+        if CAUSAL:
+            s = tl.where(cols[None, :] <= offs_m[:, None], s, float("-inf"))  # key j <= query i
+
+        # The online softmax update (module docstring).
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
+        m_i = m_new
+
+    out = acc / l_i[:, None]
+    o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(offs_m[:, None] < N_Q) & d_mask)
+
+
+# Long sequences: a handful of tile shapes, timed once per (n, m, d, causal, dtype) on the GPU.
+_LONG_CONFIGS = [
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=4),
+]
+_attention_fwd_tuned = triton.autotune(
+    configs=_LONG_CONFIGS, key=["N_Q", "N_KV", "HEAD_DIM", "CAUSAL"]
+)(_attention_fwd_kernel)
+
+# At or below this many keys and queries the tiles are sized to the sequence instead (temporal
+# attention over 8 to 64 frames): a 128-row tile for 16 frames would be 7/8 padding.
+SHORT_SEQ = 64
+
+
+def attention_triton(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False, scale: float | None = None
+) -> torch.Tensor:
+    """Run the fused kernel on ``q: b h n d``, ``k, v: b h m d`` (any strides); forward only.
+
+    fp16 and bf16 inputs multiply on tensor cores with fp32 accumulation; fp32 inputs multiply
+    exactly (``input_precision="ieee"``), as PyTorch does by default. Returns ``b h n d`` in q's
+    dtype.
+    """
+    check_attention_inputs(q, k, v)
+    b, h, n, d = q.shape
+    m = k.shape[2]
+    if not 1 <= d <= 256:
+        raise ValueError(f"attention_triton supports head dims 1..256 (q is b h n d with d={d})")
+    out = torch.empty(b, h, n, d, dtype=q.dtype, device=q.device)
+    if b * h * n * m == 0:
+        return out.zero_() if m == 0 else out
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    block_d = max(16, triton.next_power_of_2(d))  # tl.dot needs K >= 16
+
+    def grid(meta):
+        return (b * h * triton.cdiv(n, meta["BLOCK_M"]),)
+
+    args = (
+        q, k, v, out,
+        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+        h, n, m, scale * LOG2_E,
+    )
+    options = dict(
+        HEAD_DIM=d,
+        BLOCK_D=block_d,
+        CAUSAL=causal,
+        DOT_FP32=interpreting(),
+        INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )
+    if interpreting():
+        # Few, large tiles: the interpreter pays per program and per loop step, not per element.
+        _attention_fwd_kernel[grid](*args, **options, BLOCK_M=64, BLOCK_N=64)
+    elif max(n, m) <= SHORT_SEQ:
+        tile_m = max(16, triton.next_power_of_2(n))
+        tile_n = max(16, triton.next_power_of_2(m))
+        _attention_fwd_kernel[grid](*args, **options, BLOCK_M=tile_m, BLOCK_N=tile_n, num_warps=4, num_stages=2)
+    elif block_d > 128:
+        # Long heads: smaller tiles keep q, k, v within shared memory.
+        _attention_fwd_kernel[grid](*args, **options, BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
+    else:
+        _attention_fwd_tuned[grid](*args, **options)
+    return out

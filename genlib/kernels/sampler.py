@@ -1,0 +1,144 @@
+"""One DDIM / DDPM sampler step with classifier-free guidance, the reference and the dispatcher.
+
+Notation (DDIM paper, Song et al. 2021, eq. 12; diffusers' ``DDIMScheduler.step`` follows the
+same stages): ``abar_t = alphas_cumprod[t]`` (diffusers' ``alpha_prod_t``), ``abar_prev`` the
+same at the next, less noisy, step, and ``sigma`` the noise level of the step.
+
+    1. guidance   eps  = eps_u + s (eps_c - eps_u)                 (s = 1: eps_c alone)
+    2. x0         x0   = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    3. clipping   x0   = clip(x0, -c, c)                             (static, ``clip_sample_range``)
+              or  x0   = clip(x0, -s_i, s_i) / s_i                   (dynamic thresholding, Imagen)
+    4. eps again  eps' = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)  (only after clipping)
+    5. step       x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps' + sigma noise
+
+Step 4 is a choice (diffusers makes it too): after clipping, the noise direction is recomputed so
+that ``x0`` and ``eps'`` again explain ``x_t`` exactly; with the unclipped ``eps`` the step would
+pull ``x_prev`` back towards the unclipped prediction. Without clipping ``eps' = eps`` (recomputing
+it would divide by ``sqrt(1 - abar_t)``, tiny at the last steps). ``1 - abar_prev - sigma^2`` is
+clamped at 0 against rounding.
+
+``sigma = 0`` is DDIM; ``sigma^2 = (1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)`` (DDIM's
+``eta = 1``) is the DDPM ancestral step. ``abar_t``, ``abar_prev`` and ``sigma`` are python floats
+(one timestep for the whole batch) or tensors of shape ``(b,)`` (one per sample).
+
+The Triton kernel (:mod:`genlib.kernels.sampler_triton`) reads ``x_t``, the eps predictions and the
+noise once and writes ``x_prev`` and ``x0`` once; eager PyTorch makes a round trip to memory for
+each of the dozen operations above.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genlib.kernels import dispatch
+
+Coefficient = float | torch.Tensor
+
+
+def check_sampler_inputs(
+    x_t: torch.Tensor,
+    eps_cond: torch.Tensor,
+    eps_uncond: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    coefficients: dict[str, Coefficient | None],
+    clip_sample_range: float | None,
+) -> None:
+    """Raise ``ValueError`` unless the tensors share ``x_t``'s layout ``b ...`` and every
+    per-sample coefficient has shape ``(b,)``."""
+    if x_t.ndim < 1:
+        raise ValueError("sampler_step expects x_t of layout b ... (at least 1 dim)")
+    for name, t in (("eps_cond", eps_cond), ("eps_uncond", eps_uncond), ("noise", noise)):
+        if t is not None and t.shape != x_t.shape:
+            raise ValueError(f"sampler_step expects {name} of x_t's shape {tuple(x_t.shape)}, got {tuple(t.shape)}")
+    b = x_t.shape[0]
+    for name, c in coefficients.items():
+        if isinstance(c, torch.Tensor) and tuple(c.shape) != (b,):
+            raise ValueError(f"sampler_step expects {name} as a float or a tensor of shape (b,) = ({b},), got {tuple(c.shape)}")
+    if clip_sample_range is not None and coefficients.get("dynamic_threshold") is not None:
+        raise ValueError("sampler_step: pass clip_sample_range or dynamic_threshold, not both")
+
+
+def _per_sample(c: Coefficient, x: torch.Tensor) -> torch.Tensor:
+    """A coefficient as an fp32 tensor that broadcasts against ``x: b ...``."""
+    c = torch.as_tensor(c, dtype=torch.float32, device=x.device)
+    return c.reshape(-1, *[1] * (x.ndim - 1)) if c.ndim == 1 else c
+
+
+def sampler_step_reference(
+    x_t: torch.Tensor,
+    eps_cond: torch.Tensor,
+    *,
+    alpha_prod_t: Coefficient,
+    alpha_prod_t_prev: Coefficient,
+    sigma: Coefficient = 0.0,
+    eps_uncond: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    noise: torch.Tensor | None = None,
+    clip_sample_range: float | None = None,
+    dynamic_threshold: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stages of the module docstring in plain PyTorch (fp32); returns ``(x_prev, x0)``."""
+    check_sampler_inputs(
+        x_t, eps_cond, eps_uncond, noise,
+        dict(alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma,
+             dynamic_threshold=dynamic_threshold),
+        clip_sample_range,
+    )
+    x = x_t.float()
+    abar_t, abar_prev, sig = (_per_sample(c, x) for c in (alpha_prod_t, alpha_prod_t_prev, sigma))
+    # 1. classifier-free guidance
+    eps = eps_cond.float()
+    if eps_uncond is not None:
+        eps_u = eps_uncond.float()
+        eps = eps_u + guidance_scale * (eps - eps_u)
+    # 2. predicted clean sample
+    x0 = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    # 3. clipping, and 4. the noise direction recomputed from the clipped x0
+    if clip_sample_range is not None or dynamic_threshold is not None:
+        if clip_sample_range is not None:
+            x0 = x0.clamp(-clip_sample_range, clip_sample_range)
+        else:
+            s = _per_sample(dynamic_threshold, x)
+            x0 = torch.minimum(torch.maximum(x0, -s), s) / s
+        eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
+    # 5. the step to x_{t-1}
+    x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sig**2).clamp_min(0).sqrt() * eps
+    if noise is not None:
+        x_prev = x_prev + sig * noise.float()
+    return x_prev.to(x_t.dtype), x0.to(x_t.dtype)
+
+
+def sampler_step(
+    x_t: torch.Tensor,
+    eps_cond: torch.Tensor,
+    *,
+    alpha_prod_t: Coefficient,
+    alpha_prod_t_prev: Coefficient,
+    sigma: Coefficient = 0.0,
+    eps_uncond: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    noise: torch.Tensor | None = None,
+    clip_sample_range: float | None = None,
+    dynamic_threshold: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sampler step on ``x_t: b ...``; returns ``(x_prev, x0)`` in x_t's dtype, fused in Triton
+    where it can be.
+
+    ``eps_cond`` (and ``eps_uncond`` for guidance) are the model's noise predictions, ``noise`` the
+    fresh Gaussian noise (omitted: no noise term, as DDIM with ``sigma = 0``), ``dynamic_threshold``
+    the per-sample scale ``s_i`` of shape ``(b,)`` (computed by the caller, e.g. a percentile of
+    ``|x0|`` clamped below at 1). ``x0`` is returned after clipping. When a tensor requires a
+    gradient the reference runs.
+    """
+    tensors = (x_t, eps_cond, eps_uncond, noise, dynamic_threshold)
+    tensors += tuple(c for c in (alpha_prod_t, alpha_prod_t_prev, sigma) if isinstance(c, torch.Tensor))
+    kwargs = dict(
+        alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma, eps_uncond=eps_uncond,
+        guidance_scale=guidance_scale, noise=noise, clip_sample_range=clip_sample_range,
+        dynamic_threshold=dynamic_threshold,
+    )
+    if dispatch.needs_grad(*tensors) or not dispatch.use_triton(*tensors):
+        return sampler_step_reference(x_t, eps_cond, **kwargs)
+    from genlib.kernels.sampler_triton import sampler_step_triton
+
+    return sampler_step_triton(x_t, eps_cond, **kwargs)

@@ -1,0 +1,128 @@
+"""One fused DDIM / DDPM sampler step in Triton: an element-wise kernel over ``x_t: b ...``.
+
+Each program owns ``BLOCK`` consecutive values of the flattened batch; value ``i`` belongs to sample
+``i // per_sample``, which selects its per-sample coefficients when they are tensors. The stages
+are those of :mod:`genlib.kernels.sampler`, in fp32 registers, one read of every input and one
+write of ``x_prev`` and ``x0``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from genlib.kernels.sampler import Coefficient, check_sampler_inputs
+
+
+@triton.jit
+def _coefficient(c, sample, PER_SAMPLE: tl.constexpr):
+    """A coefficient: ``c`` itself (a scalar argument) or ``c[sample]`` (a pointer to ``(b,)``)."""
+    if PER_SAMPLE:
+        value = tl.load(c + sample)
+    else:
+        value = c
+    return value
+
+
+@triton.jit
+def _sampler_step_kernel(
+    X, EPS_C, EPS_U, NOISE, THRESHOLD, X_PREV, X0,
+    abar_t, abar_prev, sigma,  # floats, or pointers to (b,) when *_PER_SAMPLE
+    guidance_scale, clip, numel, per_sample,
+    ABAR_T_PER_SAMPLE: tl.constexpr,
+    ABAR_PREV_PER_SAMPLE: tl.constexpr,
+    SIGMA_PER_SAMPLE: tl.constexpr,
+    GUIDED: tl.constexpr,
+    HAS_NOISE: tl.constexpr,
+    CLIP_STATIC: tl.constexpr,  # x0 clipped to [-clip, clip]
+    CLIP_DYNAMIC: tl.constexpr,  # x0 clipped to [-s_i, s_i] and divided by s_i
+    BLOCK: tl.constexpr,
+):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    # Lanes past the end read the last sample's coefficients: every gather stays in bounds.
+    sample = tl.minimum(offs, numel - 1) // per_sample
+    a_t = _coefficient(abar_t, sample, ABAR_T_PER_SAMPLE)
+    a_prev = _coefficient(abar_prev, sample, ABAR_PREV_PER_SAMPLE)
+    sig = _coefficient(sigma, sample, SIGMA_PER_SAMPLE)
+
+    x = tl.load(X + offs, mask=ok, other=0.0).to(tl.float32)
+    # 1. classifier-free guidance
+    eps = tl.load(EPS_C + offs, mask=ok, other=0.0).to(tl.float32)
+    if GUIDED:
+        eps_u = tl.load(EPS_U + offs, mask=ok, other=0.0).to(tl.float32)
+        eps = eps_u + guidance_scale * (eps - eps_u)
+    # 2. predicted clean sample
+    x0 = (x - tl.sqrt(1.0 - a_t) * eps) / tl.sqrt(a_t)
+    # 3. clipping, and 4. the noise direction recomputed from the clipped x0
+    if CLIP_STATIC:
+        x0 = tl.minimum(tl.maximum(x0, -clip), clip)
+    if CLIP_DYNAMIC:
+        s = tl.load(THRESHOLD + sample)
+        x0 = tl.minimum(tl.maximum(x0, -s), s) / s
+    if CLIP_STATIC or CLIP_DYNAMIC:
+        eps = (x - tl.sqrt(a_t) * x0) / tl.sqrt(1.0 - a_t)
+    # 5. the step to x_{t-1}
+    x_prev = tl.sqrt(a_prev) * x0 + tl.sqrt(tl.maximum(1.0 - a_prev - sig * sig, 0.0)) * eps
+    if HAS_NOISE:
+        x_prev += sig * tl.load(NOISE + offs, mask=ok, other=0.0).to(tl.float32)
+
+    tl.store(X_PREV + offs, x_prev.to(X_PREV.dtype.element_ty), mask=ok)
+    tl.store(X0 + offs, x0.to(X0.dtype.element_ty), mask=ok)
+
+
+def _as_argument(c: Coefficient) -> float | torch.Tensor:
+    """A float stays a float (a scalar kernel argument); a ``(b,)`` tensor becomes fp32 contiguous."""
+    return c.to(torch.float32).contiguous() if isinstance(c, torch.Tensor) else float(c)
+
+
+def sampler_step_triton(
+    x_t: torch.Tensor,
+    eps_cond: torch.Tensor,
+    *,
+    alpha_prod_t: Coefficient,
+    alpha_prod_t_prev: Coefficient,
+    sigma: Coefficient = 0.0,
+    eps_uncond: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    noise: torch.Tensor | None = None,
+    clip_sample_range: float | None = None,
+    dynamic_threshold: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the fused step (arguments as :func:`genlib.kernels.sampler.sampler_step`); forward only."""
+    check_sampler_inputs(
+        x_t, eps_cond, eps_uncond, noise,
+        dict(alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma,
+             dynamic_threshold=dynamic_threshold),
+        clip_sample_range,
+    )
+    x_t, eps_cond = x_t.contiguous(), eps_cond.contiguous()
+    eps_uncond = None if eps_uncond is None else eps_uncond.contiguous()
+    noise = None if noise is None else noise.contiguous()
+    x_prev, x0 = torch.empty_like(x_t), torch.empty_like(x_t)
+    numel = x_t.numel()
+    if numel == 0:
+        return x_prev, x0
+    abar_t, abar_prev, sig = (_as_argument(c) for c in (alpha_prod_t, alpha_prod_t_prev, sigma))
+    threshold = x_t if dynamic_threshold is None else _as_argument(dynamic_threshold)
+    block = 1024
+    _sampler_step_kernel[(triton.cdiv(numel, block),)](
+        x_t, eps_cond,
+        x_t if eps_uncond is None else eps_uncond,  # placeholder pointers, never read when unused
+        x_t if noise is None else noise,
+        threshold,
+        x_prev, x0,
+        abar_t, abar_prev, sig,
+        float(guidance_scale), float(clip_sample_range or 0.0), numel, numel // x_t.shape[0],
+        ABAR_T_PER_SAMPLE=isinstance(abar_t, torch.Tensor),
+        ABAR_PREV_PER_SAMPLE=isinstance(abar_prev, torch.Tensor),
+        SIGMA_PER_SAMPLE=isinstance(sig, torch.Tensor),
+        GUIDED=eps_uncond is not None,
+        HAS_NOISE=noise is not None,
+        CLIP_STATIC=clip_sample_range is not None,
+        CLIP_DYNAMIC=dynamic_threshold is not None,
+        BLOCK=block,
+        num_warps=4,
+    )
+    return x_prev, x0

@@ -1,0 +1,71 @@
+"""Fréchet distance between two Gaussians fitted to features (FID-style, survey eq. 1).
+
+Fit a Gaussian to each set of feature vectors, ``N(mu_x, Sigma_x)`` for real data and
+``N(mu_g, Sigma_g)`` for generated data. The Fréchet (2-Wasserstein) distance between them, squared,
+is
+
+    d^2 = ||mu_x - mu_g||^2 + Tr(Sigma_x + Sigma_g - 2 (Sigma_x Sigma_g)^{1/2})        (eq. 1)
+
+FID is this number on Inception-v3 features; the book uses the features of each data world's own
+evaluator instead (see :mod:`genlib.metrics.evaluator`). Note that eq. 1 is already the *squared*
+distance: no square root is taken.
+
+The matrix square root: ``Sigma_x Sigma_g`` is not symmetric, but with ``A = Sigma_x^{1/2}``,
+``Sigma_x Sigma_g = A (A Sigma_g A) A^{-1}`` is similar to the symmetric positive semi-definite
+``A Sigma_g A``, so ``Tr (Sigma_x Sigma_g)^{1/2} = sum_i sqrt(lambda_i(A Sigma_g A))``. Two
+symmetric eigendecompositions in float64 give it without a general (and fragile) ``sqrtm``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``d`` and unbiased covariance ``d d`` (float64) of features ``n d``, with ``n >= 2``."""
+    if features.ndim != 2:
+        raise ValueError(f"features must have layout 'n d', got shape {tuple(features.shape)}")
+    if features.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors to estimate a covariance, got {features.shape[0]}")
+    f = features.detach().to(torch.float64)
+    mu = f.mean(0)
+    centred = f - mu
+    return mu, centred.T @ centred / (f.shape[0] - 1)
+
+
+def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric positive semi-definite matrix (negative round-off
+    eigenvalues are set to zero)."""
+    vals, vecs = torch.linalg.eigh((matrix + matrix.T) / 2)
+    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def trace_sqrt_product(sigma_x: torch.Tensor, sigma_g: torch.Tensor) -> torch.Tensor:
+    """``Tr (Sigma_x Sigma_g)^{1/2}`` for symmetric PSD matrices."""
+    a = _sqrt_psd(sigma_x)
+    middle = a @ sigma_g @ a
+    return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+
+
+def frechet_distance(mu_x, sigma_x, mu_g, sigma_g) -> float:
+    """Eq. 1 from the two Gaussians' parameters (any float dtype; computed in float64)."""
+    mu_x, mu_g = torch.as_tensor(mu_x, dtype=torch.float64), torch.as_tensor(mu_g, dtype=torch.float64)
+    sigma_x, sigma_g = torch.as_tensor(sigma_x, dtype=torch.float64), torch.as_tensor(sigma_g, dtype=torch.float64)
+    d = mu_x.shape[-1]
+    if mu_x.shape != (d,) or mu_g.shape != (d,) or sigma_x.shape != (d, d) or sigma_g.shape != (d, d):
+        raise ValueError(
+            f"expected means of shape (d,) and covariances (d, d) with one d; got {tuple(mu_x.shape)}, "
+            f"{tuple(sigma_x.shape)}, {tuple(mu_g.shape)}, {tuple(sigma_g.shape)}"
+        )
+    mean_term = (mu_x - mu_g).pow(2).sum()
+    cov_term = torch.trace(sigma_x) + torch.trace(sigma_g) - 2 * trace_sqrt_product(sigma_x, sigma_g)
+    return float(mean_term + cov_term)
+
+
+def frechet_distance_features(features_x: torch.Tensor, features_g: torch.Tensor) -> float:
+    """Eq. 1 between Gaussians fitted to two feature sets ``n d`` and ``m d``."""
+    if features_x.ndim != 2 or features_g.ndim != 2 or features_x.shape[1] != features_g.shape[1]:
+        raise ValueError(
+            f"expected features 'n d' and 'm d' with the same d, got {tuple(features_x.shape)} and {tuple(features_g.shape)}"
+        )
+    return frechet_distance(*gaussian_stats(features_x), *gaussian_stats(features_g))

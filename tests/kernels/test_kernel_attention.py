@@ -1,0 +1,99 @@
+"""The fused attention kernel equals softmax(q k^T * scale) v on random ragged shapes."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genlib.kernels import attention, attention_reference
+
+# (atol, rtol) of the kernel's output against the fp32 reference. Low precision: p is rounded to
+# the input dtype before p @ v, and the interpreter truncates fp32 -> bf16 (1 ulp).
+TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (2e-2, 2e-2)}
+HEAD_DIMS = (16, 32, 40, 48, 64, 72, 80, 96, 100, 128)
+
+
+def random_case(rng: random.Random):
+    b, h = rng.choice([(1, 1), (1, 1), (1, 2), (2, 1)])
+    n = rng.randint(1, 128)
+    m = n if rng.random() < 0.5 else rng.randint(1, 128)  # self- or cross-attention
+    return b, h, n, m, rng.choice(HEAD_DIMS), rng.random() < 0.4
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
+def test_attention_matches_reference_on_random_shapes(dtype, force_triton):
+    rng = random.Random(f"attention-{dtype}")
+    gen = torch.Generator().manual_seed(0)
+    atol, rtol = TOLERANCE[dtype]
+    for _ in range(50):
+        b, h, n, m, d, causal = case = random_case(rng)
+        q = torch.randn(b, h, n, d, generator=gen).to(dtype)
+        k = torch.randn(b, h, m, d, generator=gen).to(dtype)
+        v = torch.randn(b, h, m, d, generator=gen).to(dtype)
+        out = attention(q, k, v, causal=causal)
+        ref = attention_reference(q.float(), k.float(), v.float(), causal=causal)
+        assert out.dtype == dtype and out.shape == (b, h, n, d)
+        torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{case}: {s}")
+
+
+def test_reference_agrees_with_torch_sdpa():
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 20, 24, generator=gen) for _ in range(3))
+    for causal in (False, True):
+        expected = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        torch.testing.assert_close(attention_reference(q, k, v, causal=causal), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_takes_strided_inputs_and_a_custom_scale(force_triton):
+    """q, k, v permuted from ``b n h d`` (no copy) and a scale other than 1/sqrt(d)."""
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, 70, 2, 40, generator=gen).permute(0, 2, 1, 3) for _ in range(3))
+    out = attention(q, k, v, scale=0.3)
+    torch.testing.assert_close(out, attention_reference(q, k, v, scale=0.3), atol=1e-5, rtol=1e-5)
+
+
+def test_temporal_attention_many_heads_short_sequences(force_triton):
+    """Video temporal attention: ``(b h w) heads t d`` with t frames; many (batch, head) pairs."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(24, 2, 8, 32, generator=gen) for _ in range(3))
+    torch.testing.assert_close(attention(q, k, v), attention_reference(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_causal_first_query_sees_only_the_first_key(force_triton):
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 1, 9, 32, generator=gen) for _ in range(3))
+    out = attention(q, k, v, causal=True)
+    torch.testing.assert_close(out[0, 0, 0], v[0, 0, 0], atol=1e-6, rtol=1e-6)
+
+
+def test_attention_gradient_is_the_reference_gradient(force_triton):
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 19, 40, generator=gen, requires_grad=True) for _ in range(3))
+    grad_out = torch.randn(1, 2, 19, 40, generator=gen)
+    out = attention(q, k, v, causal=True)
+    got = torch.autograd.grad(out, (q, k, v), grad_out)
+    expected = torch.autograd.grad(attention_reference(q, k, v, causal=True), (q, k, v), grad_out)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "q_shape, kv_shape, match",
+    [
+        ((2, 16, 32), (1, 2, 16, 32), "q of layout b h n d"),
+        ((1, 2, 16, 32), (1, 2, 16, 40), "head dims differ"),
+        ((1, 2, 16, 32), (1, 3, 16, 32), "same b and h"),
+    ],
+)
+def test_attention_rejects_bad_layouts(q_shape, kv_shape, match):
+    q, kv = torch.zeros(q_shape), torch.zeros(kv_shape)
+    with pytest.raises(ValueError, match=match):
+        attention(q, kv, kv)
+
+
+def test_default_scale_is_one_over_sqrt_d():
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(1, 1, 5, 16, generator=gen) for _ in range(3))
+    torch.testing.assert_close(attention_reference(q, k, v), attention_reference(q, k, v, scale=1 / math.sqrt(16)))

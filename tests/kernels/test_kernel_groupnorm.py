@@ -1,0 +1,91 @@
+"""The GroupNorm + SiLU kernels equal F.silu(F.group_norm(...)) on random ragged shapes."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genlib.kernels import group_norm_silu, group_norm_silu_reference
+from genlib.kernels.groupnorm_triton import group_norm_silu_triton
+
+# (atol, rtol) against the fp32 reference; the outputs are rounded to the input dtype (bf16: the
+# interpreter truncates, 1 ulp).
+TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (2e-2, 2e-2)}
+
+
+def random_case(rng: random.Random):
+    b = rng.choice([1, 1, 2])
+    groups = rng.choice([1, 2, 3]) if b == 1 else rng.choice([1, 2])
+    c = groups * rng.randint(1, 3)
+    # (t) h w, with w > 1: F.group_norm refuses groups of a single value.
+    spatial = [rng.randint(1, 4), rng.randint(1, 9), rng.randint(2, 9)][rng.choice([1, 0]) :]
+    chunks = rng.choice([None, 1, 2, 3])  # None: the launcher's choice
+    return (b, c, *spatial), groups, chunks, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
+def test_group_norm_silu_matches_reference_on_random_shapes(dtype, force_triton):
+    rng = random.Random(f"groupnorm-{dtype}")
+    gen = torch.Generator().manual_seed(0)
+    atol, rtol = TOLERANCE[dtype]
+    for _ in range(50):
+        shape, groups, chunks, affine, eps = case = random_case(rng)
+        x = (torch.randn(shape, generator=gen) * 2 + 0.5).to(dtype)
+        weight = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
+        bias = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
+        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, chunks=chunks)
+        w, b = (None, None) if not affine else (weight.float(), bias.float())
+        ref = group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
+        assert out.dtype == dtype and out.shape == x.shape
+        torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{case}: {s}")
+
+
+def test_statistics_survive_a_large_mean(force_triton):
+    """Values 1e4 +- 1: the shifted sums keep the variance that E[x^2] - E[x]^2 in fp32 loses."""
+    gen = torch.Generator().manual_seed(1)
+    x = 1e4 + torch.randn(2, 4, 16, 16, generator=gen)
+    expected = F.silu(F.group_norm(x.double(), 2, eps=1e-5)).float()
+    for chunks in (1, 4):
+        out = group_norm_silu_triton(x, num_groups=2, chunks=chunks)
+        torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
+
+
+def test_public_function_uses_the_kernel_and_splits_groups(force_triton):
+    """Through the dispatcher, with a group large enough to be cut into several chunks."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 4, 3, 20, 20, generator=gen)  # b c t h w, groups of 2 * 1200 values
+    weight, bias = torch.randn(4, generator=gen), torch.randn(4, generator=gen)
+    torch.testing.assert_close(
+        group_norm_silu(x, 2, weight, bias),
+        group_norm_silu_reference(x, weight, bias, num_groups=2),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_group_norm_silu_gradient_is_the_reference_gradient(force_triton):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 5, 6, generator=gen, requires_grad=True)
+    weight = torch.randn(4, generator=gen, requires_grad=True)
+    bias = torch.randn(4, generator=gen, requires_grad=True)
+    grad_out = torch.randn(2, 4, 5, 6, generator=gen)
+    got = torch.autograd.grad(group_norm_silu(x, 2, weight, bias), (x, weight, bias), grad_out)
+    ref = group_norm_silu_reference(x, weight, bias, num_groups=2)
+    expected = torch.autograd.grad(ref, (x, weight, bias), grad_out)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, groups, weight_shape, match",
+    [
+        ((2, 4, 8), 2, None, "b c h w or b c t h w"),
+        ((2, 6, 4, 4), 4, None, "not divisible by num_groups=4"),
+        ((2, 6, 4, 4), 3, (5,), "weight of shape"),
+    ],
+)
+def test_group_norm_silu_rejects_bad_layouts(shape, groups, weight_shape, match):
+    weight = None if weight_shape is None else torch.ones(weight_shape)
+    with pytest.raises(ValueError, match=match):
+        group_norm_silu(torch.zeros(shape), groups, weight)

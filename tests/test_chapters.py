@@ -1,0 +1,55 @@
+"""The chapters' text sources and their stored notebooks agree, and the book builds."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.md"))
+
+
+def _cells(path):
+    import jupytext
+
+    nb = jupytext.read(path)
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapters/*.md found"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_paired_notebook_matches_text(md):
+    nb = md.with_suffix(".ipynb")
+    assert nb.exists(), f"{nb.name} is missing: run `make notebooks`"
+    assert _cells(md) == _cells(nb), f"{md.name} and {nb.name} differ: edit the .md, then run `make notebooks`"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_stored_notebook_is_executed(md):
+    import nbformat
+
+    nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count is not None for c in code), f"{md.name}: stored notebook has unexecuted cells"
+    assert not any(o.output_type == "error" for c in code for o in c.outputs), f"{md.name}: stored notebook holds an error"
+
+
+@pytest.mark.slow
+def test_book_builds_with_warnings_as_errors(tmp_path):
+    """The README's book command, in the `ci` profile: every chapter executes, no warning."""
+    env = dict(os.environ, GENLIB_STATIC="1")
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(tmp_path)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "book" / "intro.html").exists()
+    for md in CHAPTERS:
+        page = html / "chapters" / (md.stem + ".html")
+        assert page.exists(), f"{page} was not built"
+        assert "<img" in page.read_text(), f"{page.name} has no figure"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax was not copied for offline reading"
