@@ -5,4 +5,4 @@ for its ``seed``. Worlds: :mod:`shapes` (with :mod:`captions`), :mod:`moving`, :
 :mod:`photos`, :mod:`toy2d`; loaders for a reader's own data in :mod:`files`.
 """
 
-from . import captions, digits, files, moving, photos, render, shapes, toy2d
+from . import captions, degrade, digits, files, moving, photos, render, shapes, toy2d

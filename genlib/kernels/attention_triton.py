@@ -137,17 +137,43 @@ def _attention_fwd_kernel(
 # Long sequences: a handful of tile shapes, timed once per (n, m, d, causal, dtype) on the GPU.
 _LONG_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=4),
 ]
+
+
+def _prune_long_configs(configs, named_args, **kwargs):
+    """A 128 x 128 fp32 accumulator spills 4 warps' registers: keep 128-row, 4-warp tiles for d <= 64."""
+    return [c for c in configs if kwargs["BLOCK_D"] <= 64 or c.num_warps == 8 or c.kwargs["BLOCK_M"] < 128]
+
+
 _attention_fwd_tuned = triton.autotune(
-    configs=_LONG_CONFIGS, key=["N_Q", "N_KV", "HEAD_DIM", "CAUSAL"]
+    configs=_LONG_CONFIGS,
+    key=["N_Q", "N_KV", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": _prune_long_configs},
 )(_attention_fwd_kernel)
 
 # At or below this many keys and queries the tiles are sized to the sequence instead (temporal
 # attention over 8 to 64 frames): a 128-row tile for 16 frames would be 7/8 padding.
 SHORT_SEQ = 64
+
+
+def _fixed_tiles(n: int, m: int, block_d: int, dtype: torch.dtype) -> dict | None:
+    """Tile sizes and launch options chosen by rule, or None where the autotuner picks them."""
+    if interpreting():
+        # Few, large tiles: the interpreter pays per program and per loop step, not per element.
+        return dict(BLOCK_M=64, BLOCK_N=64)
+    if dtype == torch.float32:
+        # Exact fp32 products run on CUDA cores; small tiles keep the operands in registers.
+        return dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
+    if max(n, m) <= SHORT_SEQ:
+        tiles = dict(BLOCK_M=max(16, triton.next_power_of_2(n)), BLOCK_N=max(16, triton.next_power_of_2(m)))
+        return tiles | dict(num_warps=4, num_stages=2)
+    if block_d > 128:
+        # Long heads: smaller tiles keep q, k, v within registers and shared memory.
+        return dict(BLOCK_M=64, BLOCK_N=32, num_warps=8, num_stages=2)
+    return None
 
 
 def attention_triton(
@@ -166,7 +192,7 @@ def attention_triton(
         raise ValueError(f"attention_triton supports head dims 1..256 (q is b h n d with d={d})")
     out = torch.empty(b, h, n, d, dtype=q.dtype, device=q.device)
     if b * h * n * m == 0:
-        return out.zero_() if m == 0 else out
+        return out.zero_()  # no keys: softmax over nothing, an empty sum
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     block_d = max(16, triton.next_power_of_2(d))  # tl.dot needs K >= 16
 
@@ -185,16 +211,9 @@ def attention_triton(
         DOT_FP32=interpreting(),
         INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
     )
-    if interpreting():
-        # Few, large tiles: the interpreter pays per program and per loop step, not per element.
-        _attention_fwd_kernel[grid](*args, **options, BLOCK_M=64, BLOCK_N=64)
-    elif max(n, m) <= SHORT_SEQ:
-        tile_m = max(16, triton.next_power_of_2(n))
-        tile_n = max(16, triton.next_power_of_2(m))
-        _attention_fwd_kernel[grid](*args, **options, BLOCK_M=tile_m, BLOCK_N=tile_n, num_warps=4, num_stages=2)
-    elif block_d > 128:
-        # Long heads: smaller tiles keep q, k, v within shared memory.
-        _attention_fwd_kernel[grid](*args, **options, BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
-    else:
+    tiles = _fixed_tiles(n, m, block_d, q.dtype)
+    if tiles is None:
         _attention_fwd_tuned[grid](*args, **options)
+    else:
+        _attention_fwd_kernel[grid](*args, **options, **tiles)
     return out

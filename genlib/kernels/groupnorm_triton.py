@@ -1,24 +1,29 @@
-"""GroupNorm + SiLU in Triton, with the group statistics reduced in parallel chunks.
+"""GroupNorm + SiLU in Triton, with the group statistics reduced in parallel pieces.
 
-For a contiguous ``x: b c s`` the ``(c / g) * s`` values of one (sample, group) are one contiguous
-run of memory. The work is cut into ``b * g * chunks`` programs, each owning one chunk of one run.
+For a contiguous ``x: b c s`` one (sample, group) is a contiguous ``cg x s`` matrix (its
+``cg = c / g`` channels, each ``s`` values long). Programs walk it in ``BLOCK_C x BLOCK_S`` tiles:
+a tile spans whole rows when ``s`` is short (U-Net: 4 x 1024, 8 x 256) and one row's stretch
+when it is long (VAE: 1 x 2048 of 65,536), and each tile row has one channel, so the per-channel
+``weight, bias`` are a ``BLOCK_C`` vector (no per-value division to find the channel).
 
 Statistics. Summing ``x`` and ``x^2`` in fp32 and taking ``E[x^2] - E[x]^2`` loses every digit when
 the mean is large against the spread. Variance does not change when a constant ``K`` is subtracted
-from every value, so each program sums the *shifted* values, with ``K`` the group's first value
+from every value, so programs sum the *shifted* values, with the pivot ``K`` the group's first value
 (a sample of the group, close to its mean on the scale of its spread):
 
-    S1 = sum (x - K),   S2 = sum (x - K)^2          over the chunk, in fp32
-    mu  = K + S1 / N,   var = S2 / N - (S1 / N)^2   over the group, N = (c / g) * s
+    S1 = sum (x - K),   S2 = sum (x - K)^2          over a piece of the group, in fp32
+    mu  = K + S1 / N,   var = S2 / N - (S1 / N)^2   over the group, N = cg * s
 
-Chunks of one group share ``K``, so the group's sums are the plain sums of its chunks' sums.
+Pieces of one group share ``K``, so the group's sums are the plain sums of its pieces' sums.
 
-Two launches when a group is split (``chunks > 1``):
-  1. ``_group_sums_kernel``: one program per (sample, group, chunk) writes its ``S1, S2``.
-  2. ``_group_norm_silu_kernel``: one program per (sample, group, chunk) adds the group's chunk
-     sums, then normalises, applies the per-channel ``weight, bias`` and SiLU to its chunk.
-One launch when it is not (``chunks == 1``, small groups, many of them: U-Net shapes): the second
-kernel sums its whole group itself, then reads the group again (from cache) to normalise it.
+A group is cut into ``pieces``: channel blocks of ``BLOCK_C`` rows times spatial chunks.
+  * ``pieces == 1`` (many small groups: U-Net shapes): one launch. A program sums its whole group,
+    then reads it again (from cache) to normalise it.
+  * ``pieces > 1`` (few large groups: a VAE's 1 x 256 x 256 x 256 has 32): two launches, so that
+    the reduction fills the GPU. ``_group_sums_kernel`` writes every piece's ``S1, S2``;
+    ``_group_norm_silu_kernel`` adds its group's sums, then normalises its own piece.
+Then ``y = (x - mu) / sqrt(var + eps) * weight + bias`` (one multiply-add per value with
+``scale = weight / sqrt(var + eps)`` and ``shift = bias - mu * scale``) and ``out = y * sigmoid(y)``.
 """
 
 from __future__ import annotations
@@ -30,34 +35,54 @@ import triton.language as tl
 from genlib.kernels.dispatch import interpreting
 from genlib.kernels.groupnorm import check_group_norm_inputs
 
-# Aim for this many programs on a GPU; below it, groups are split into chunks.
+# Aim for this many programs on a GPU; below it, groups are cut into pieces.
 TARGET_PROGRAMS = 2048
-MAX_CHUNKS = 256
+MAX_PIECES = 256
 
 
 @triton.jit
-def _shifted_sums(base, start, end, shift, BLOCK: tl.constexpr):
-    """S1, S2 = sum (x - shift), sum (x - shift)^2 over ``base[start:end]``, in fp32."""
-    s1 = tl.zeros([BLOCK], dtype=tl.float32)
-    s2 = tl.zeros([BLOCK], dtype=tl.float32)
-    for off in range(start, end, BLOCK):
-        idx = off + tl.arange(0, BLOCK)
-        x = tl.load(base + idx, mask=idx < end, other=0.0).to(tl.float32)
-        x = tl.where(idx < end, x - shift, 0.0)
-        s1 += x
-        s2 += x * x
-    return tl.sum(s1, axis=0), tl.sum(s2, axis=0)
+def _piece_bounds(pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C: tl.constexpr, SPLIT: tl.constexpr):
+    """Which (sample, group) program ``pid`` works on, and its channel and spatial ranges."""
+    if SPLIT:
+        group = pid // PIECES
+        piece = pid % PIECES
+        c_lo = (piece // S_CHUNKS) * BLOCK_C
+        c_hi = tl.minimum(c_lo + BLOCK_C, CHANNELS_PER_GROUP)
+        s_lo = (piece % S_CHUNKS) * CHUNK_S
+        s_hi = tl.minimum(s_lo + CHUNK_S, S)
+    else:  # the whole group
+        group, c_lo, c_hi, s_lo, s_hi = pid, 0, CHANNELS_PER_GROUP, 0, S
+    return group, c_lo, c_hi, s_lo, s_hi
 
 
 @triton.jit
-def _group_sums_kernel(X, SUMS, GROUP_SIZE, CHUNK, NUM_CHUNKS, BLOCK: tl.constexpr):
+def _shifted_sums(X, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """S1, S2 = sum (x - pivot), sum (x - pivot)^2 over rows [c_lo, c_hi) x columns [s_lo, s_hi)."""
+    s1 = tl.zeros([BLOCK_C, BLOCK_S], dtype=tl.float32)
+    s2 = tl.zeros([BLOCK_C, BLOCK_S], dtype=tl.float32)
+    for c0 in range(c_lo, c_hi, BLOCK_C):
+        rows = c0 + tl.arange(0, BLOCK_C)
+        for s0 in range(s_lo, s_hi, BLOCK_S):
+            cols = s0 + tl.arange(0, BLOCK_S)
+            ok = (rows[:, None] < c_hi) & (cols[None, :] < s_hi)
+            x = tl.load(X + rows[:, None] * S + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+            x = tl.where(ok, x - pivot, 0.0)
+            s1 += x
+            s2 += x * x
+    return tl.sum(tl.sum(s1, axis=1), axis=0), tl.sum(tl.sum(s2, axis=1), axis=0)
+
+
+@triton.jit
+def _group_sums_kernel(
+    X, SUMS, GROUP_SIZE, S, CHANNELS_PER_GROUP, PIECES, S_CHUNKS, CHUNK_S,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+):
     pid = tl.program_id(0)
-    group = pid // NUM_CHUNKS  # which (sample, group): 0 .. b*g-1
-    chunk = pid % NUM_CHUNKS
-    base = X + group.to(tl.int64) * GROUP_SIZE
-    shift = tl.load(base).to(tl.float32)  # K: the group's first value
-    start = chunk * CHUNK
-    s1, s2 = _shifted_sums(base, start, tl.minimum(start + CHUNK, GROUP_SIZE), shift, BLOCK)
+    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, True)
+    x_group = X + group.to(tl.int64) * GROUP_SIZE  # int64: b * c * s can pass 2**31
+    pivot = tl.load(x_group).to(tl.float32)  # K: the group's first value
+    s1, s2 = _shifted_sums(x_group, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S)
     tl.store(SUMS + 2 * pid, s1)
     tl.store(SUMS + 2 * pid + 1, s2)
 
@@ -65,51 +90,52 @@ def _group_sums_kernel(X, SUMS, GROUP_SIZE, CHUNK, NUM_CHUNKS, BLOCK: tl.constex
 @triton.jit
 def _group_norm_silu_kernel(
     X, Y, W, B, SUMS,
-    GROUP_SIZE, CHUNK, NUM_CHUNKS,
-    S,  # spatial size h*w (or t*h*w): consecutive values of one channel
-    CHANNELS_PER_GROUP, NUM_GROUPS,
+    GROUP_SIZE, S, CHANNELS_PER_GROUP, NUM_GROUPS, PIECES, S_CHUNKS, CHUNK_S,
     eps,
     HAS_WEIGHT: tl.constexpr,
     HAS_BIAS: tl.constexpr,
-    SPLIT: tl.constexpr,  # NUM_CHUNKS > 1: the sums come from _group_sums_kernel
-    BLOCK: tl.constexpr,
-    BLOCK_CHUNKS: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_PIECES: tl.constexpr,
+    SPLIT: tl.constexpr,  # PIECES > 1: the sums come from _group_sums_kernel
 ):
     pid = tl.program_id(0)
-    group = pid // NUM_CHUNKS
-    chunk = pid % NUM_CHUNKS
-    base = group.to(tl.int64) * GROUP_SIZE
-    shift = tl.load(X + base).to(tl.float32)
+    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, SPLIT)
+    offset = group.to(tl.int64) * GROUP_SIZE
+    pivot = tl.load(X + offset).to(tl.float32)
 
     # Group statistics from the shifted sums (module docstring).
-    if SPLIT:
-        c = tl.arange(0, BLOCK_CHUNKS)
-        c_ok = c < NUM_CHUNKS
-        s1 = tl.sum(tl.load(SUMS + 2 * (group * NUM_CHUNKS + c), mask=c_ok, other=0.0), axis=0)
-        s2 = tl.sum(tl.load(SUMS + 2 * (group * NUM_CHUNKS + c) + 1, mask=c_ok, other=0.0), axis=0)
+    if not SPLIT:
+        s1, s2 = _shifted_sums(X + offset, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S)
     else:
-        s1, s2 = _shifted_sums(X + base, 0, GROUP_SIZE, shift, BLOCK)
+        p = tl.arange(0, BLOCK_PIECES)
+        sums = SUMS + 2 * (group * PIECES + p)
+        s1 = tl.sum(tl.load(sums, mask=p < PIECES, other=0.0), axis=0)
+        s2 = tl.sum(tl.load(sums + 1, mask=p < PIECES, other=0.0), axis=0)
     mean_shifted = s1 / GROUP_SIZE
     var = tl.maximum(s2 / GROUP_SIZE - mean_shifted * mean_shifted, 0.0)
-    mean = shift + mean_shifted
+    mean = pivot + mean_shifted
     rstd = 1.0 / tl.sqrt(var + eps)
 
-    # Normalise this chunk, then the per-channel affine map and SiLU.
+    # Normalise, the per-channel affine map folded into one multiply-add, then SiLU.
     first_channel = (group % NUM_GROUPS) * CHANNELS_PER_GROUP
-    start = chunk * CHUNK
-    end = tl.minimum(start + CHUNK, GROUP_SIZE)
-    for off in range(start, end, BLOCK):
-        idx = off + tl.arange(0, BLOCK)
-        ok = idx < end
-        x = tl.load(X + base + idx, mask=ok, other=0.0).to(tl.float32)
-        y = (x - mean) * rstd
-        channel = first_channel + idx // S
+    for c0 in range(c_lo, c_hi, BLOCK_C):
+        rows = c0 + tl.arange(0, BLOCK_C)
+        row_ok = rows < c_hi
+        scale = tl.zeros([BLOCK_C], dtype=tl.float32) + rstd
         if HAS_WEIGHT:
-            y = y * tl.load(W + channel, mask=ok, other=1.0).to(tl.float32)
+            scale *= tl.load(W + first_channel + rows, mask=row_ok, other=1.0).to(tl.float32)
+        shift = -mean * scale
         if HAS_BIAS:
-            y = y + tl.load(B + channel, mask=ok, other=0.0).to(tl.float32)
-        y = y * tl.sigmoid(y)  # SiLU
-        tl.store(Y + base + idx, y.to(Y.dtype.element_ty), mask=ok)
+            shift += tl.load(B + first_channel + rows, mask=row_ok, other=0.0).to(tl.float32)
+        for s0 in range(s_lo, s_hi, BLOCK_S):
+            cols = s0 + tl.arange(0, BLOCK_S)
+            ok = row_ok[:, None] & (cols[None, :] < s_hi)
+            at = offset + rows[:, None] * S + cols[None, :]
+            x = tl.load(X + at, mask=ok, other=0.0).to(tl.float32)
+            y = x * scale[:, None] + shift[:, None]
+            y = y * tl.sigmoid(y)  # SiLU
+            tl.store(Y + at, y.to(Y.dtype.element_ty), mask=ok)
 
 
 def group_norm_silu_triton(
@@ -119,46 +145,56 @@ def group_norm_silu_triton(
     *,
     num_groups: int,
     eps: float = 1e-5,
-    chunks: int | None = None,
+    pieces: int | None = None,
 ) -> torch.Tensor:
     """Run the kernels on ``x: b c h w`` or ``b c t h w``; returns a contiguous tensor like x.
 
-    ``chunks`` (per group) defaults to enough to give about ``TARGET_PROGRAMS`` programs; tests
-    set it to reach both the one-launch and the split path on tiny inputs.
+    ``pieces`` (per group, a wish rounded to whole tiles) defaults to enough for about
+    ``TARGET_PROGRAMS`` programs; tests set it to reach both the one-launch and the split path.
     """
     check_group_norm_inputs(x, num_groups, weight, bias)
     x = x.contiguous()
     y = torch.empty_like(x)
-    b, c = x.shape[:2]
-    s = x[0, 0].numel()
-    group_size = (c // num_groups) * s
     if x.numel() == 0:
         return y
+    b, c = x.shape[:2]
+    s = x[0, 0].numel()
+    channels_per_group = c // num_groups
 
-    # Values per loop step; the interpreter runs tiny tests, where small blocks exercise the loops.
-    block = min(128 if interpreting() else 2048, triton.next_power_of_2(group_size))
-    if chunks is None:
-        chunks = triton.cdiv(TARGET_PROGRAMS, b * num_groups)
-    chunks = max(1, min(chunks, MAX_CHUNKS, triton.cdiv(group_size, block)))
-    chunk = triton.cdiv(triton.cdiv(group_size, chunks), block) * block  # whole blocks per chunk
-    chunks = triton.cdiv(group_size, chunk)
-    grid = (b * num_groups * chunks,)
-    num_warps = 8 if block >= 2048 else 4
+    # Tiles of up to `tile` values: whole rows when s is short. The interpreter runs tiny tests,
+    # where small tiles exercise the loops.
+    tile = 128 if interpreting() else 2048
+    block_s = min(tile, triton.next_power_of_2(s))
+    block_c = min(triton.next_power_of_2(channels_per_group), tile // block_s)
+    channel_blocks = triton.cdiv(channels_per_group, block_c)
+    if pieces is None:
+        pieces = triton.cdiv(TARGET_PROGRAMS, b * num_groups)
+    # Cut the rows first into channel blocks, then (only as far as needed) into spatial chunks.
+    s_chunks = max(1, min(triton.cdiv(pieces, channel_blocks), triton.cdiv(s, block_s), MAX_PIECES // channel_blocks))
+    chunk_s = triton.cdiv(triton.cdiv(s, s_chunks), block_s) * block_s  # whole tiles per chunk
+    s_chunks = triton.cdiv(s, chunk_s)
+    pieces = 1 if pieces <= 1 else channel_blocks * s_chunks
+    grid = (b * num_groups * pieces,)
+    num_warps = 8 if block_c * block_s >= 2048 else 4
+    sizes = (channels_per_group * s, s, channels_per_group)
 
-    sums = torch.empty(2 * grid[0] if chunks > 1 else 0, dtype=torch.float32, device=x.device)
-    if chunks > 1:
-        _group_sums_kernel[grid](x, sums, group_size, chunk, chunks, BLOCK=block, num_warps=num_warps)
+    sums = torch.empty(2 * grid[0] if pieces > 1 else 0, dtype=torch.float32, device=x.device)
+    if pieces > 1:
+        _group_sums_kernel[grid](
+            x, sums, *sizes, pieces, s_chunks, chunk_s, BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps
+        )
     _group_norm_silu_kernel[grid](
         x, y,
         x if weight is None else weight,  # a placeholder pointer, never read when HAS_WEIGHT is False
         x if bias is None else bias,
         sums,
-        group_size, chunk, chunks, s, c // num_groups, num_groups, eps,
+        *sizes, num_groups, pieces, s_chunks, chunk_s, eps,
         HAS_WEIGHT=weight is not None,
         HAS_BIAS=bias is not None,
-        SPLIT=chunks > 1,
-        BLOCK=block,
-        BLOCK_CHUNKS=max(2, triton.next_power_of_2(chunks)),
+        BLOCK_C=block_c,
+        BLOCK_S=block_s,
+        BLOCK_PIECES=max(2, triton.next_power_of_2(pieces)),
+        SPLIT=pieces > 1,
         num_warps=num_warps,
     )
     return y

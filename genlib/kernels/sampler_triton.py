@@ -1,7 +1,7 @@
 """One fused DDIM / DDPM sampler step in Triton: an element-wise kernel over ``x_t: b ...``.
 
-Each program owns ``BLOCK`` consecutive values of the flattened batch; value ``i`` belongs to sample
-``i // per_sample``, which selects its per-sample coefficients when they are tensors. The stages
+Each program owns ``BLOCK`` consecutive values of one sample, so the per-sample coefficients
+(``abar_t``, ``abar_prev``, ``sigma``, the threshold ``s_i``) are scalars it loads once. The stages
 are those of :mod:`genlib.kernels.sampler`, in fp32 registers, one read of every input and one
 write of ``x_prev`` and ``x0``.
 """
@@ -29,7 +29,7 @@ def _coefficient(c, sample, PER_SAMPLE: tl.constexpr):
 def _sampler_step_kernel(
     X, EPS_C, EPS_U, NOISE, THRESHOLD, X_PREV, X0,
     abar_t, abar_prev, sigma,  # floats, or pointers to (b,) when *_PER_SAMPLE
-    guidance_scale, clip, numel, per_sample,
+    guidance_scale, clip, per_sample, blocks_per_sample,
     ABAR_T_PER_SAMPLE: tl.constexpr,
     ABAR_PREV_PER_SAMPLE: tl.constexpr,
     SIGMA_PER_SAMPLE: tl.constexpr,
@@ -39,10 +39,11 @@ def _sampler_step_kernel(
     CLIP_DYNAMIC: tl.constexpr,  # x0 clipped to [-s_i, s_i] and divided by s_i
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    ok = offs < numel
-    # Lanes past the end read the last sample's coefficients: every gather stays in bounds.
-    sample = tl.minimum(offs, numel - 1) // per_sample
+    pid = tl.program_id(0)
+    sample = pid // blocks_per_sample
+    cols = (pid % blocks_per_sample) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < per_sample
+    offs = sample.to(tl.int64) * per_sample + cols  # int64: b * per_sample can pass 2**31
     a_t = _coefficient(abar_t, sample, ABAR_T_PER_SAMPLE)
     a_prev = _coefficient(abar_prev, sample, ABAR_PREV_PER_SAMPLE)
     sig = _coefficient(sigma, sample, SIGMA_PER_SAMPLE)
@@ -106,15 +107,17 @@ def sampler_step_triton(
         return x_prev, x0
     abar_t, abar_prev, sig = (_as_argument(c) for c in (alpha_prod_t, alpha_prod_t_prev, sigma))
     threshold = x_t if dynamic_threshold is None else _as_argument(dynamic_threshold)
-    block = 1024
-    _sampler_step_kernel[(triton.cdiv(numel, block),)](
+    per_sample = numel // x_t.shape[0]
+    block = min(1024, triton.next_power_of_2(per_sample))
+    blocks_per_sample = triton.cdiv(per_sample, block)
+    _sampler_step_kernel[(x_t.shape[0] * blocks_per_sample,)](
         x_t, eps_cond,
         x_t if eps_uncond is None else eps_uncond,  # placeholder pointers, never read when unused
         x_t if noise is None else noise,
         threshold,
         x_prev, x0,
         abar_t, abar_prev, sig,
-        float(guidance_scale), float(clip_sample_range or 0.0), numel, numel // x_t.shape[0],
+        float(guidance_scale), float(clip_sample_range or 0.0), per_sample, blocks_per_sample,
         ABAR_T_PER_SAMPLE=isinstance(abar_t, torch.Tensor),
         ABAR_PREV_PER_SAMPLE=isinstance(abar_prev, torch.Tensor),
         SIGMA_PER_SAMPLE=isinstance(sig, torch.Tensor),

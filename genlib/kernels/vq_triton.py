@@ -81,10 +81,11 @@ def _vq_nearest_kernel(
         tl.store(DIST + rows, tl.maximum(z_sq + best, 0.0), mask=row_ok)
 
 
+# Code dim chunks of BLOCK_D = 32 (fewer for d < 32) keep exact fp32 ("ieee") tiles in registers.
 _CONFIGS = [
     triton.Config({"BLOCK_N": 128, "BLOCK_K": 128}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_N": 128, "BLOCK_K": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_N": 128, "BLOCK_K": 64}, num_warps=4, num_stages=4),
     triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=3),
 ]
 _vq_nearest_tuned = triton.autotune(configs=_CONFIGS, key=["K", "D", "RETURN_DIST", "INPUT_PRECISION"])(
@@ -113,7 +114,7 @@ def vq_nearest_triton(
         e_sq = codebook.float().pow(2).sum(1)  # k
         args = (z, codebook, e_sq, idx, dist, n, k, d, *z.stride(), *codebook.stride())
         options = dict(
-            BLOCK_D=min(64, max(16, triton.next_power_of_2(d))),  # tl.dot needs K >= 16
+            BLOCK_D=min(32, max(16, triton.next_power_of_2(d))),  # tl.dot needs K >= 16
             RETURN_DIST=return_distance,
             DOT_FP32=interpreting(),
             INPUT_PRECISION=input_precision,

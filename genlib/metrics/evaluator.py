@@ -48,7 +48,7 @@ class EvaluatorConfig:
     def for_profile(cls, size: int = 32) -> "EvaluatorConfig":
         """The preset of the active profile (``ci`` only proves the code path)."""
         return config.pick(
-            ci=cls(size=size, width=8, cell_features=8, steps=40, batch_size=32),
+            ci=cls(size=size, width=8, cell_features=8, steps=300, batch_size=32),
             cpu=cls(size=size, width=16, cell_features=16, steps=300, batch_size=64),
             gpu=cls(size=size, width=32, cell_features=16, steps=2000, batch_size=256),
         )

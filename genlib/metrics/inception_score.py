@@ -42,7 +42,7 @@ def inception_score(probs: torch.Tensor, splits: int = 1) -> tuple[float, float]
         # KL(p(y|x) || p(y)); 0 log 0 = 0.
         kl = torch.where(part > 0, part * (part.clamp_min(1e-300).log() - marginal.clamp_min(1e-300).log()), 0.0).sum(1)
         scores.append(math.exp(kl.mean().item()))
-    scores_t = torch.tensor(scores)
+    scores_t = torch.tensor(scores, dtype=torch.float64)
     return float(scores_t.mean()), float(scores_t.std()) if splits > 1 else 0.0
 
 

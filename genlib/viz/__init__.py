@@ -13,6 +13,7 @@ in ``value_range`` (default ``(-1, 1)``); torch tensors and NumPy arrays are bot
 :func:`show_source`    a genlib function's source shown in the page
 :func:`table`          a results table as HTML and as aligned text
 :func:`titled`         a title ending in ``(profile=..., seed=...)``
+:func:`check`          a claim printed as ``PASS: ...`` or ``FAIL: ...``
 =====================  ===================================================================
 
 Helpers return what the cell should show (a Figure, an HTML player, a widget, a table): make the
@@ -20,6 +21,7 @@ call the cell's last expression. Figures are created closed, so Jupyter never sh
 """
 
 from genlib.viz.animation import animate, reset_html_ids
+from genlib.viz.checks import check
 from genlib.viz.curves import ema, plot_curves
 from genlib.viz.explore import explore
 from genlib.viz.grid import image_grid, video_strip
@@ -31,6 +33,7 @@ __all__ = [
     "Source",
     "Table",
     "animate",
+    "check",
     "caption_tag",
     "ema",
     "explore",

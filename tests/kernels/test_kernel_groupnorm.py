@@ -20,8 +20,8 @@ def random_case(rng: random.Random):
     c = groups * rng.randint(1, 3)
     # (t) h w, with w > 1: F.group_norm refuses groups of a single value.
     spatial = [rng.randint(1, 4), rng.randint(1, 9), rng.randint(2, 9)][rng.choice([1, 0]) :]
-    chunks = rng.choice([None, 1, 2, 3])  # None: the launcher's choice
-    return (b, c, *spatial), groups, chunks, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
+    pieces = rng.choice([None, 1, 2, 5])  # None: the launcher's choice
+    return (b, c, *spatial), groups, pieces, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
@@ -30,11 +30,11 @@ def test_group_norm_silu_matches_reference_on_random_shapes(dtype, force_triton)
     gen = torch.Generator().manual_seed(0)
     atol, rtol = TOLERANCE[dtype]
     for _ in range(50):
-        shape, groups, chunks, affine, eps = case = random_case(rng)
+        shape, groups, pieces, affine, eps = case = random_case(rng)
         x = (torch.randn(shape, generator=gen) * 2 + 0.5).to(dtype)
         weight = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
         bias = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
-        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, chunks=chunks)
+        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, pieces=pieces)
         w, b = (None, None) if not affine else (weight.float(), bias.float())
         ref = group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
         assert out.dtype == dtype and out.shape == x.shape
@@ -46,13 +46,13 @@ def test_statistics_survive_a_large_mean(force_triton):
     gen = torch.Generator().manual_seed(1)
     x = 1e4 + torch.randn(2, 4, 16, 16, generator=gen)
     expected = F.silu(F.group_norm(x.double(), 2, eps=1e-5)).float()
-    for chunks in (1, 4):
-        out = group_norm_silu_triton(x, num_groups=2, chunks=chunks)
+    for pieces in (1, 4):
+        out = group_norm_silu_triton(x, num_groups=2, pieces=pieces)
         torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
 
 
 def test_public_function_uses_the_kernel_and_splits_groups(force_triton):
-    """Through the dispatcher, with a group large enough to be cut into several chunks."""
+    """Through the dispatcher, with a group large enough to be cut into several pieces."""
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(1, 4, 3, 20, 20, generator=gen)  # b c t h w, groups of 2 * 1200 values
     weight, bias = torch.randn(4, generator=gen), torch.randn(4, generator=gen)

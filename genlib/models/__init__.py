@@ -1,0 +1,1 @@
+"""Models: one file per model of the book, built from genlib.nn blocks."""

@@ -1,0 +1,64 @@
+"""Reproduction records: a chapter's table as measured in one run, saved as small JSON.
+
+A chapter run with ``GENLIB_RECORD=1`` writes each reproduction table to
+``chapters/records/<chapter>--<name>--<profile>.json`` (profile, device name, date, versions,
+rows). The book shows the committed ``gpu`` record beside the live numbers, so a reader on a
+laptop still sees the full-size result, labelled with the card and the date that made it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "chapters" / "records"
+
+
+def _path(chapter: str, name: str, profile: str) -> Path:
+    for part in (chapter, name):
+        if not part or "/" in part or "--" in part:
+            raise ValueError(f"record chapter and name must be non-empty, without '/' or '--', got {part!r}")
+    return RECORDS / f"{chapter}--{name}--{profile}.json"
+
+
+def device_name() -> str:
+    dev = config.device()
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+
+
+def record(chapter: str, name: str, columns: list[str], rows: list[list], note: str = "") -> Path | None:
+    """Save a table when ``GENLIB_RECORD=1``; otherwise do nothing and return ``None``."""
+    if os.environ.get("GENLIB_RECORD", "") in ("", "0"):
+        return None
+    if any(len(r) != len(columns) for r in rows):
+        raise ValueError(f"every row needs {len(columns)} values ({', '.join(columns)})")
+    path = _path(chapter, name, config.profile())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "chapter": chapter,
+        "name": name,
+        "profile": config.profile(),
+        "device": device_name(),
+        "date": _dt.date.today().isoformat(),
+        "torch": torch.__version__,
+        "columns": columns,
+        "rows": rows,
+        "note": note,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load(chapter: str, name: str, profile: str = "gpu") -> dict | None:
+    """The committed record, or ``None`` when there is none yet."""
+    path = _path(chapter, name, profile)
+    return json.loads(path.read_text()) if path.exists() else None
