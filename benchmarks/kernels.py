@@ -1,18 +1,19 @@
 """Time genlib's Triton kernels against PyTorch on one GPU, check them, and record the numbers.
 
     python benchmarks/kernels.py                  # the full run, about 5 minutes on an H100
-    python benchmarks/kernels.py --quick          # one shape per kernel
+    python benchmarks/kernels.py --quick          # one or two shapes per kernel
     python benchmarks/kernels.py --dry-run        # CPU, tiny shapes, Triton interpreter: the code paths
 
-Order of work: the card's peaks (copy bandwidth, bf16 matmul rate), a correctness check of every
-kernel against its reference (max error), then per kernel and shape the median time of the Triton
-kernel and of each PyTorch baseline (``triton.testing.do_bench(fn, warmup=25, rep=100,
-return_mode="median")``), the achieved TFLOP/s or GB/s and its fraction of the peak, and finally
-the targets as PASS/MISS lines. Every measurement is wrapped so that one failure is recorded and
-the run goes on. The raw records go to ``--out`` as JSON (default
-``benchmarks/results/kernels-<card>-<date>.json``).
+First the card's peaks (copy bandwidth of a 1 GiB tensor, bf16 matmul rate at 8192^3). Then, per
+kernel: a correctness check against its reference (printed as an error and OK/BAD), and per shape
+the median time of the Triton kernel and of each PyTorch baseline
+(``triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")``) with the achieved
+TFLOP/s or GB/s and its fraction of the peak. Last, the targets as PASS/MISS lines. Each
+measurement is wrapped so that a failure is recorded and the run goes on. The raw records go to
+``--out`` as JSON (default ``benchmarks/results/kernels-<card>-<date>.json``).
 
-A speedup is ``baseline time / Triton time``: above 1 the Triton kernel is faster.
+A speedup is ``baseline time / Triton time``: above 1 the Triton kernel is faster. torch.compile
+baselines are compiled afresh for each shape (static shapes) and warmed before timing.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ import re
 import statistics
 import sys
 import time
-import traceback
 from pathlib import Path
 
-# The --dry-run runs the Triton kernels in the interpreter, which must be chosen before triton loads.
-DRY_RUN = "--dry-run" in sys.argv
-if DRY_RUN:
+# --dry-run runs the Triton kernels in the interpreter, which must be chosen before triton loads.
+if "--dry-run" in sys.argv:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ["GENLIB_KERNELS"] = "triton"  # the public functions must run the kernels being timed
 
@@ -43,19 +42,26 @@ import genlib.kernels as K  # noqa: E402
 RECORDS: list[dict] = []  # everything measured, as written to the JSON file
 
 
+def error_text(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
 # --------------------------------------------------------------------------------------------
 # Measuring
 
 
 class Bench:
-    """Timing and peaks for one device; on the CPU (dry run) a plain wall-clock median."""
+    """Timing on one device, the card's peaks, and the PASS/MISS targets collected on the way."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, dry_run: bool):
         self.device = device
+        self.dry_run = dry_run
         self.copy_gbps = math.nan
         self.matmul_tflops = math.nan
+        self.targets: list[dict] = []
 
     def time_ms(self, fn) -> float:
+        """Median milliseconds of ``fn()``; on the CPU (dry run) a wall-clock median of 3."""
         fn()  # warm: compiles, autotunes, allocates
         fn()
         if self.device.type == "cuda":
@@ -71,87 +77,143 @@ class Bench:
         return statistics.median(times)
 
     def measure_peaks(self) -> None:
-        n = (1 << 28) if self.device.type == "cuda" else (1 << 20)  # fp32 values: 1 GiB on a GPU
-        src = torch.empty(n, dtype=torch.float32, device=self.device).fill_(1.0)
+        on_gpu = self.device.type == "cuda"
+        src = torch.ones(1 << (28 if on_gpu else 20), dtype=torch.float32, device=self.device)
         dst = torch.empty_like(src)
-        ms = self.time_ms(lambda: dst.copy_(src))
-        self.copy_gbps = 2 * src.nbytes / ms / 1e6
-        size = 8192 if self.device.type == "cuda" else 256
-        a = torch.randn(size, size, dtype=torch.bfloat16, device=self.device)
-        b = torch.randn(size, size, dtype=torch.bfloat16, device=self.device)
-        ms = self.time_ms(lambda: a @ b)
-        self.matmul_tflops = 2 * size**3 / ms / 1e9
-        print(f"peaks: copy {self.copy_gbps:8.1f} GB/s   bf16 matmul ({size}^3) {self.matmul_tflops:7.1f} TFLOP/s")
-        RECORDS.append(dict(kind="peak", copy_gbps=self.copy_gbps, matmul_tflops=self.matmul_tflops, matmul_size=size))
+        self.copy_gbps = 2 * src.nbytes / self.time_ms(lambda: dst.copy_(src)) / 1e6  # read + write
+        size = 8192 if on_gpu else 256
+        a, b = (torch.randn(size, size, dtype=torch.bfloat16, device=self.device) for _ in range(2))
+        self.matmul_tflops = 2 * size**3 / self.time_ms(lambda: a @ b) / 1e9
+        print(f"peaks: copy {self.copy_gbps:.0f} GB/s, "
+              f"bf16 matmul ({size}^3) {self.matmul_tflops:.0f} TFLOP/s")
+        RECORDS.append(dict(kind="peak", copy_gbps=self.copy_gbps, matmul_tflops=self.matmul_tflops))
 
-
-def run_case(bench: Bench, kernel: str, case: str, impls: dict, *, flops: float = 0.0, nbytes: float = 0.0,
+    def case(self, kernel: str, case: str, impls: dict, *, flops: float = 0.0, nbytes: float = 0.0,
              contexts: dict | None = None) -> dict[str, float]:
-    """Time every implementation of one case; print one line each. Returns {impl: ms} (failures left out).
+        """Time every implementation of one case, one printed line each; returns {impl: ms}.
 
-    ``impls`` maps a name to a zero-argument callable; ``"triton"`` must be among them. ``contexts``
-    gives a context-manager factory per implementation (the SDPA backend choice).
-    """
-    times: dict[str, float] = {}
-    for name, fn in impls.items():
-        record = dict(kind="time", kernel=kernel, case=case, impl=name)
-        try:
-            if contexts and name in contexts:
-                with contexts[name]():
-                    ms = bench.time_ms(fn)
-            else:
-                ms = bench.time_ms(fn)
-        except Exception as error:  # one failure must not end the run
-            record["error"] = f"{type(error).__name__}: {error}"[:500]
+        ``impls`` maps a name to a zero-argument callable, ``"triton"`` first. ``contexts`` gives a
+        context-manager factory for some of them (the SDPA backend choice). Failures are printed,
+        recorded and left out of the result.
+        """
+        times: dict[str, float] = {}
+        for name, fn in impls.items():
+            record = dict(kind="time", kernel=kernel, case=case, impl=name)
             RECORDS.append(record)
-            print(f"{kernel:10s} {case:34s} {name:14s}   FAILED  {record['error'][:150]}")
-            continue
-        times[name] = ms
-        record["ms"] = ms
-        if flops:
-            record["tflops"] = flops / ms / 1e9
-            rate = f"{record['tflops']:7.1f} TFLOP/s ({record['tflops'] / bench.matmul_tflops:4.0%} of matmul)"
+            try:
+                if contexts and name in contexts:
+                    with contexts[name]():
+                        ms = self.time_ms(fn)
+                else:
+                    ms = self.time_ms(fn)
+            except Exception as error:  # one failure must not end the run
+                record["error"] = error_text(error)
+                print(f"{kernel:10s} {case:38s} {name:18s}   FAILED  {record['error'][:150]}")
+                continue
+            times[name] = record["ms"] = ms
+            if flops:
+                record["tflops"] = flops / ms / 1e9
+                fraction = record["tflops"] / self.matmul_tflops
+                rate = f"{record['tflops']:7.1f} TFLOP/s ({fraction:4.0%} of matmul)"
+            else:
+                record["gbps"] = nbytes / ms / 1e6
+                fraction = record["gbps"] / self.copy_gbps
+                rate = f"{record['gbps']:7.1f} GB/s    ({fraction:4.0%} of copy)"
+            versus = ""
+            if name != "triton" and "triton" in times:
+                record["speedup_of_triton"] = ms / times["triton"]
+                versus = f"   triton is {record['speedup_of_triton']:5.2f}x this"
+            print(f"{kernel:10s} {case:38s} {name:18s} {ms:9.4f} ms  {rate}{versus}")
+        return times
+
+    def target(self, description: str, times: dict[str, float], baseline: str, minimum: float) -> None:
+        """Record the target 'triton is at least ``minimum`` times as fast as ``baseline``'."""
+        record = dict(kind="target", target=description, baseline=baseline, minimum=minimum)
+        if "triton" in times and baseline in times:
+            record["speedup"] = times[baseline] / times["triton"]
+            record["passed"] = record["speedup"] >= minimum
         else:
-            record["gbps"] = nbytes / ms / 1e6
-            rate = f"{record['gbps']:7.1f} GB/s    ({record['gbps'] / bench.copy_gbps:4.0%} of copy)"
+            record["passed"] = False
+            record["error"] = "a timing failed"
+        self.targets.append(record)
         RECORDS.append(record)
-        versus = ""
-        if name != "triton" and "triton" in times:
-            record["speedup_of_triton"] = ms / times["triton"]
-            versus = f"   triton is {record['speedup_of_triton']:5.2f}x this"
-        print(f"{kernel:10s} {case:34s} {name:14s} {ms:9.4f} ms  {rate}{versus}")
-    return times
+
+    def report_targets(self) -> None:
+        print("\n== targets (speedup = baseline time / triton time)")
+        for t in self.targets:
+            verdict = "PASS" if t["passed"] else "MISS"
+            value = f"{t['speedup']:6.2f}x" if "speedup" in t else "(a timing failed)"
+            print(f"{verdict}  {t['target']:64s} {value}")
+
+    def compiled(self, fn):
+        """A fresh ``torch.compile`` of ``fn`` (one per shape, static shapes); the dry run only traces."""
+        return torch.compile(fn, dynamic=False, backend="eager" if self.dry_run else "inductor")
 
 
-def check(kernel: str, case: str, fn, tolerance: float) -> None:
-    """Run ``fn() -> max error`` (or a dict of named errors, the first compared with the tolerance)."""
+def check(kernel: str, case: str, errors_fn, tolerance: float) -> None:
+    """Print and record ``errors_fn()``: a dict of named errors whose first entry must be <= tolerance."""
     record = dict(kind="check", kernel=kernel, case=case, tolerance=tolerance)
-    try:
-        errors = fn()
-        errors = errors if isinstance(errors, dict) else {"max_err": errors}
-        record.update({k: float(v) for k, v in errors.items()})
-        first = float(next(iter(errors.values())))
-        record["ok"] = first <= tolerance
-        detail = "  ".join(f"{k}={float(v):.3g}" for k, v in errors.items())
-        print(f"check {kernel:10s} {case:44s} {detail}  (tol {tolerance:g})  {'OK' if record['ok'] else 'BAD'}")
-    except Exception as error:
-        record["error"] = f"{type(error).__name__}: {error}"[:500]
-        print(f"check {kernel:10s} {case:44s} FAILED {record['error'][:200]}")
-        traceback.print_exc(limit=3)
     RECORDS.append(record)
+    try:
+        errors = {name: float(value) for name, value in errors_fn().items()}
+    except Exception as error:
+        record["error"] = error_text(error)
+        print(f"check {kernel:10s} {case:44s} FAILED {record['error'][:200]}")
+        return
+    record.update(errors)
+    record["ok"] = next(iter(errors.values())) <= tolerance
+    detail = "  ".join(f"{name}={value:.3g}" for name, value in errors.items())
+    print(f"check {kernel:10s} {case:44s} {detail}  (tol {tolerance:g})  {'OK' if record['ok'] else 'BAD'}")
 
 
 def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().max().item()
+    """max |a - b| / (1 + |b|): absolute near zero, relative for large values."""
+    a, b = a.float(), b.float()
+    return ((a - b).abs() / (1 + b.abs())).max().item()
 
 
-def compiled(fn, dry_run: bool):
-    """A fresh ``torch.compile`` of ``fn`` (one per shape, static shapes); the dry run only traces."""
-    return torch.compile(fn, dynamic=False, backend="eager" if dry_run else "inductor")
+def randn(*shape, dtype=torch.float32, device="cpu", seed=0):
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(*shape, generator=gen, dtype=torch.float32, device=device).to(dtype)
+
+
+def label(shape, dtype) -> str:
+    return f"{'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')}"
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels and their PyTorch baselines
+# Shapes
+
+
+def shapes(quick: bool, dry_run: bool) -> dict:
+    """Per kernel: attention (b, h, n, d, dtype); temporal ((b h), t, d); vq (n, k, d);
+    groupnorm (shape, dtype, kind); sampler (shape)."""
+    if dry_run:
+        return dict(
+            attention=[(1, 2, 64, 64, torch.bfloat16)],
+            temporal=[(32, 16, 64)],
+            vq=[(256, 64, 16)],
+            groupnorm=[((2, 64, 4, 4), torch.float32, "unet"), ((1, 32, 8, 8), torch.bfloat16, "vae")],
+            sampler=[(2, 3, 8, 8)],
+        )
+    dtypes = (torch.bfloat16, torch.float32)
+    sizes = dict(
+        attention=[(4, 16, 4096, 64, torch.bfloat16), (4, 16, 4096, 128, torch.bfloat16)],
+        temporal=[(16384, 16, 64), (16384, 32, 64), (65536, 16, 64), (65536, 32, 64)],
+        vq=[(262144, 1024, 64)],
+        groupnorm=[((64, 128, 32, 32), dt, "unet") for dt in dtypes]
+        + [((64, 256, 16, 16), dt, "unet") for dt in dtypes]
+        + [((1, 256, 256, 256), dt, "vae") for dt in dtypes],
+        sampler=[(64, 3, 64, 64), (16, 4, 128, 128)],
+    )
+    if quick:
+        sizes = {name: cases[:1] for name, cases in sizes.items()}
+        sizes["groupnorm"].append(((1, 256, 256, 256), torch.bfloat16, "vae"))
+    return sizes
+
+
+# --------------------------------------------------------------------------------------------
+# Attention
 
 
 def eager_attention(q, k, v):
@@ -160,8 +222,72 @@ def eager_attention(q, k, v):
     return torch.softmax(s, dim=-1) @ v
 
 
-def eager_group_norm_silu(x, weight, bias):
-    return F.silu(F.group_norm(x, 32, weight, bias, 1e-5))
+def sdpa_flash():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
+
+
+def bench_attention(bench: Bench, sizes: dict) -> None:
+    device, on_gpu = bench.device, bench.device.type == "cuda"
+    print("\n== attention: b h n d, fused online softmax vs SDPA (default = cuDNN on Hopper) and eager")
+    ragged = [
+        ((2, 4, 1000, 1000, 80), torch.bfloat16, True, 2e-2),
+        ((2, 4, 300, 777, 128), torch.float16, False, 2e-3),
+        ((1, 2, 500, 500, 96), torch.float32, True, 1e-4),
+    ] if on_gpu else [((1, 1, 40, 70, 40), torch.float16, True, 2e-3)]
+    for (b, h, n, m, d), dtype, causal, tol in ragged:
+        q = randn(b, h, n, d, dtype=dtype, device=device, seed=3)
+        k, v = (randn(b, h, m, d, dtype=dtype, device=device, seed=s) for s in (4, 5))
+        ref = K.attention_reference(q.float(), k.float(), v.float(), causal=causal)
+        check("attention", f"{b}x{h}x{n}x{m}x{d} causal={causal} {str(dtype)[6:]}",
+              lambda: {"max_err": max_err(K.attention(q, k, v, causal=causal), ref)}, tol)
+
+    for b, h, n, d, dtype in sizes["attention"]:
+        q, k, v = (randn(b, h, n, d, dtype=dtype, device=device, seed=s) for s in range(3))
+        # Checked on the timed shape: the autotuner keys on (n, m, d), so it tunes on the real batch.
+        ref = K.attention_reference(q.float(), k.float(), v.float())
+        check("attention", label((b, h, n, d), dtype),
+              lambda: {"max_err": max_err(K.attention(q, k, v), ref)}, 2e-2)
+        del ref
+        times = bench.case(
+            "attention", f"b{b} h{h} n{n} d{d} {str(dtype)[6:]}",
+            {
+                "triton": lambda: K.attention(q, k, v),
+                "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
+                "sdpa-flash": lambda: F.scaled_dot_product_attention(q, k, v),
+                "eager": lambda: eager_attention(q, k, v),
+            },
+            flops=4 * b * h * n * n * d,
+            contexts={"sdpa-flash": sdpa_flash},
+        )
+        minimum = 0.85 if d <= 64 else 0.75
+        bench.target(f"attention n={n} d={d} >= {minimum}x SDPA default", times, "sdpa-default", minimum)
+        bench.target(f"attention n={n} d={d} >= 1.3x SDPA flash backend", times, "sdpa-flash", 1.3)
+        del q, k, v
+
+    for i, (bh, t, d) in enumerate(sizes["temporal"]):
+        q, k, v = (randn(bh // 16, 16, t, d, dtype=torch.bfloat16, device=device, seed=s) for s in range(3))
+        if i == 0:
+            ref = K.attention_reference(q.float(), k.float(), v.float())
+            check("attention", f"temporal {bh}x{t}x{d} bf16",
+                  lambda: {"max_err": max_err(K.attention(q, k, v), ref)}, 2e-2)
+            del ref
+        times = bench.case(
+            "attention", f"temporal (b h)={bh} t{t} d{d} bf16",
+            {
+                "triton": lambda: K.attention(q, k, v),
+                "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
+                "eager": lambda: eager_attention(q, k, v),
+            },
+            flops=4 * bh * t * t * d,
+        )
+        bench.target(f"temporal attention (b h)={bh} t={t} >= 3x SDPA", times, "sdpa-default", 3.0)
+        del q, k, v
+
+
+# --------------------------------------------------------------------------------------------
+# Vector quantisation
 
 
 def matmul_argmin(z, codebook):
@@ -174,299 +300,177 @@ def cdist_argmin(z, codebook):
     return torch.cdist(z, codebook).argmin(1)
 
 
-def sdpa_flash():
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+def bench_vq(bench: Bench, sizes: dict) -> None:
+    print("\n== vq: nearest code, n d x k d -> n; triton default tf32 (fp32 inputs), triton-ieee exact")
+    for n, k, d in sizes["vq"]:
+        z, codebook = randn(n, d, device=bench.device, seed=6), randn(k, d, device=bench.device, seed=7)
+        ref_idx, ref_dist = K.vq_nearest_reference(z, codebook, return_distance=True)
 
-    return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
+        def errors(precision):
+            """How much farther than the nearest code the kernel's pick is (relative; 0 where it
+            agrees with the exact reference) and how often it disagrees."""
+            idx = K.vq_nearest(z, codebook, input_precision=precision)
+            chosen = (z - codebook[idx]).pow(2).sum(1)  # exact distance to the kernel's pick
+            gap = ((chosen - ref_dist) / (1 + ref_dist)).max()
+            return {"max_rel_gap": gap, "disagree_frac": (idx != ref_idx).float().mean()}
 
+        def distance_error():
+            _, dist = K.vq_nearest(z, codebook, return_distance=True, input_precision="ieee")
+            return {"max_err": max_err(dist, ref_dist)}
 
-def randn(*shape, dtype=torch.float32, device="cpu", seed=0):
-    gen = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn(*shape, generator=gen, dtype=torch.float32, device=device).to(dtype)
-
-
-# --------------------------------------------------------------------------------------------
-# Shapes
-
-
-def shapes(quick: bool, dry_run: bool) -> dict:
-    if dry_run:
-        return dict(
-            attention=[(1, 2, 64, 64, torch.bfloat16)],
-            temporal=[(32, 16, 64)],  # (batch x heads, frames, d)
-            vq=[(256, 64, 16)],
-            groupnorm=[((2, 64, 4, 4), torch.float32, "unet"), ((1, 32, 8, 8), torch.bfloat16, "vae")],
-            sampler=[(2, 3, 8, 8)],
+        check("vq", f"{n}x{k}x{d} fp32 ieee", lambda: errors("ieee"), 1e-4)
+        check("vq", f"{n}x{k}x{d} fp32 tf32", lambda: errors("tf32"), 1e-3)
+        check("vq", f"{n}x{k}x{d} fp32 ieee distance", distance_error, 1e-4)
+        del ref_idx, ref_dist
+        times = bench.case(
+            "vq", f"n{n} k{k} d{d} fp32",
+            {
+                "triton": lambda: K.vq_nearest(z, codebook),
+                "triton-ieee": lambda: K.vq_nearest(z, codebook, input_precision="ieee"),
+                "cdist+argmin": lambda: cdist_argmin(z, codebook),
+                "compile-mm+argmin": lambda f=bench.compiled(matmul_argmin): f(z, codebook),
+            },
+            flops=2 * n * k * d,
         )
-    full = dict(
-        attention=[(4, 16, 4096, 64, torch.bfloat16), (4, 16, 4096, 128, torch.bfloat16)],
-        temporal=[(16384, 16, 64), (16384, 32, 64), (65536, 16, 64), (65536, 32, 64)],
-        vq=[(262144, 1024, 64)],
-        groupnorm=[
-            ((64, 128, 32, 32), dtype, "unet") for dtype in (torch.bfloat16, torch.float32)
-        ] + [
-            ((64, 256, 16, 16), dtype, "unet") for dtype in (torch.bfloat16, torch.float32)
-        ] + [
-            ((1, 256, 256, 256), dtype, "vae") for dtype in (torch.bfloat16, torch.float32)
-        ],
-        sampler=[(64, 3, 64, 64), (16, 4, 128, 128)],
-    )
-    if quick:
-        full = {name: cases[:1] for name, cases in full.items()}
-        full["groupnorm"] = [full["groupnorm"][0], ((1, 256, 256, 256), torch.bfloat16, "vae")]
-    return full
+        bench.target(f"vq n={n} k={k} d={d} >= 10x cdist+argmin", times, "cdist+argmin", 10.0)
+        bench.target(f"vq n={n} k={k} d={d} >= 4x compiled matmul+argmin", times, "compile-mm+argmin", 4.0)
 
 
 # --------------------------------------------------------------------------------------------
-# Correctness on the device
+# GroupNorm + SiLU
 
 
-def run_checks(device: torch.device, sizes: dict) -> None:
-    big = device.type == "cuda"
-    # Attention: the benchmark's shapes (same autotuning keys) and the ragged paths.
-    for b, h, n, d, dtype in sizes["attention"]:
-        q, k, v = (randn(1, 2, n, d, dtype=dtype, device=device, seed=s) for s in range(3))
-        ref = K.attention_reference(q.float(), k.float(), v.float())
-        check("attention", f"1x2x{n}x{d} {dtype}", lambda: max_err(K.attention(q, k, v), ref), 2e-2)
-    ragged = [
-        ((2, 4, 1000, 1000, 80), torch.bfloat16, True, 2e-2),
-        ((2, 4, 300, 777, 128), torch.float16, False, 5e-3),
-        ((1, 2, 500, 500, 96), torch.float32, True, 1e-4),
-    ] if big else [((1, 1, 40, 70, 40), torch.float16, True, 5e-3)]
-    for (b, h, n, m, d), dtype, causal, tol in ragged:
-        q = randn(b, h, n, d, dtype=dtype, device=device, seed=3)
-        k, v = (randn(b, h, m, d, dtype=dtype, device=device, seed=s) for s in (4, 5))
-        ref = K.attention_reference(q.float(), k.float(), v.float(), causal=causal)
-        check("attention", f"{b}x{h}x{n}x{m}x{d} causal={causal} {dtype}",
-              lambda: max_err(K.attention(q, k, v, causal=causal), ref), tol)
-    bh, t, d = sizes["temporal"][0]
-    q, k, v = (randn(bh // 16, 16, t, d, dtype=torch.bfloat16, device=device, seed=s) for s in range(3))
-    ref = K.attention_reference(q.float(), k.float(), v.float())
-    check("attention", f"temporal {bh}x{t}x{d} bf16", lambda: max_err(K.attention(q, k, v), ref), 2e-2)
+def eager_group_norm_silu(x, weight, bias):
+    return F.silu(F.group_norm(x, 32, weight, bias, 1e-5))
 
-    # VQ: index agreement with the exact reference, and how much farther a disagreeing pick is.
-    n, k, d = sizes["vq"][0]
-    z, codebook = randn(n, d, device=device, seed=6), randn(k, d, device=device, seed=7)
-    ref_idx, ref_dist = K.vq_nearest_reference(z, codebook, return_distance=True)
 
-    def vq_errors(precision):
-        idx, dist = K.vq_nearest(z, codebook, return_distance=True, input_precision=precision)
-        chosen = (z - codebook[idx]).pow(2).sum(1)  # exact distance of the kernel's pick
-        return {
-            "max_gap": (chosen - ref_dist).max().item(),
-            "disagree_frac": (idx != ref_idx).float().mean().item(),
-            "dist_max_err": max_err(dist, ref_dist),
-        }
-
-    check("vq", f"{n}x{k}x{d} fp32 ieee", lambda: vq_errors("ieee"), 1e-3)
-    check("vq", f"{n}x{k}x{d} fp32 tf32", lambda: vq_errors("tf32"), 5e-2)
-
-    # GroupNorm + SiLU, every benchmark shape once.
-    for shape, dtype, _ in sizes["groupnorm"]:
-        x = randn(*shape, dtype=dtype, device=device, seed=8)
-        w = randn(shape[1], dtype=dtype, device=device, seed=9)
-        b = randn(shape[1], dtype=dtype, device=device, seed=10)
+def bench_groupnorm(bench: Bench, sizes: dict) -> None:
+    print("\n== groupnorm+silu: b c h w, 32 groups; GB/s counts one read and one write of x")
+    for shape, dtype, kind in sizes["groupnorm"]:
+        x = randn(*shape, dtype=dtype, device=bench.device, seed=8)
+        w, b = (randn(shape[1], dtype=dtype, device=bench.device, seed=s) for s in (9, 10))
         ref = K.group_norm_silu_reference(x.float(), w.float(), b.float(), num_groups=32)
-        tol = 1e-4 if dtype == torch.float32 else 6e-2
-        check("groupnorm", f"{'x'.join(map(str, shape))} {dtype}", lambda: max_err(K.group_norm_silu(x, 32, w, b), ref), tol)
+        tol = 1e-4 if dtype == torch.float32 else 1e-2
+        check("groupnorm", label(shape, dtype),
+              lambda: {"max_err": max_err(K.group_norm_silu(x, 32, w, b), ref)}, tol)
+        del ref
+        times = bench.case(
+            "groupnorm", f"{label(shape, dtype)} ({kind})",
+            {
+                "triton": lambda: K.group_norm_silu(x, 32, w, b),
+                "eager": lambda: eager_group_norm_silu(x, w, b),
+                "compile": lambda f=bench.compiled(eager_group_norm_silu): f(x, w, b),
+            },
+            nbytes=2 * x.numel() * x.element_size(),
+        )
+        if kind == "unet":
+            bench.target(f"groupnorm+silu {label(shape, dtype)} >= 2x eager", times, "eager", 2.0)
+        else:
+            bench.target(f"groupnorm+silu {label(shape, dtype)} >= 1.2x torch.compile", times, "compile", 1.2)
 
-    # Sampler step with every option on.
-    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 6e-2)):
-        x_t, eps_c, eps_u, noise, kwargs = sampler_inputs(sizes["sampler"][0], dtype, device)
-        kwargs.update(eps_uncond=eps_u, noise=noise, clip_sample_range=1.0)
-        upcast = {name: t.float() if isinstance(t, torch.Tensor) else t for name, t in kwargs.items()}
-        ref_prev, ref_x0 = K.sampler_step_reference(x_t.float(), eps_c.float(), **upcast)
 
-        def sampler_errors():
-            x_prev, x0 = K.sampler_step(x_t, eps_c, **kwargs)
-            return {"x_prev_err": max_err(x_prev, ref_prev), "x0_err": max_err(x0, ref_x0)}
-
-        check("sampler", f"{sizes['sampler'][0]} {dtype}", sampler_errors, tol)
+# --------------------------------------------------------------------------------------------
+# Sampler step
 
 
 def sampler_inputs(shape, dtype, device):
+    """x_t, eps_cond and the step's options, all on: guidance, per-sample coefficients, noise, clip."""
     b = shape[0]
     x_t, eps_c, eps_u, noise = (randn(*shape, dtype=dtype, device=device, seed=s) for s in range(11, 15))
     abar_t = torch.linspace(0.1, 0.9, b, device=device)
-    kwargs = dict(alpha_prod_t=abar_t, alpha_prod_t_prev=(abar_t + 0.05).clamp(max=0.999),
-                  sigma=torch.full((b,), 0.05, device=device), guidance_scale=7.5)
-    return x_t, eps_c, eps_u, noise, kwargs
+    kwargs = dict(
+        alpha_prod_t=abar_t, alpha_prod_t_prev=(abar_t + 0.05).clamp(max=0.999),
+        sigma=torch.full((b,), 0.05, device=device), eps_uncond=eps_u, guidance_scale=7.5, noise=noise,
+        clip_sample_range=1.0,
+    )
+    return x_t, eps_c, kwargs
 
 
-# --------------------------------------------------------------------------------------------
-# Timings
+def bench_sampler(bench: Bench, sizes: dict) -> None:
+    print("\n== sampler step: CFG + x0 + clip + DDPM step; GB/s counts 4 tensors read, 2 written")
+    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 1e-2)):
+        x_t, eps_c, kwargs = sampler_inputs(sizes["sampler"][0], dtype, bench.device)
+        upcast = {name: t.float() if isinstance(t, torch.Tensor) else t for name, t in kwargs.items()}
+        ref_prev, ref_x0 = K.sampler_step_reference(x_t.float(), eps_c.float(), **upcast)
 
+        def errors():
+            x_prev, x0 = K.sampler_step(x_t, eps_c, **kwargs)
+            prev_err, x0_err = max_err(x_prev, ref_prev), max_err(x0, ref_x0)
+            return {"max_err": max(prev_err, x0_err), "x_prev_err": prev_err, "x0_err": x0_err}
 
-def time_attention(bench, sizes, dry_run):
-    results = {}
-    for b, h, n, d, dtype in sizes["attention"]:
-        q, k, v = (randn(b, h, n, d, dtype=dtype, device=bench.device, seed=s) for s in range(3))
-        case = f"b{b} h{h} n{n} d{d} {str(dtype)[6:]}"
-        impls = {
-            "triton": lambda: K.attention(q, k, v),
-            "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
-            "sdpa-flash": lambda: F.scaled_dot_product_attention(q, k, v),
-            "eager": lambda: eager_attention(q, k, v),
-        }
-        results[("attention", d)] = run_case(bench, "attention", case, impls, flops=4 * b * h * n * n * d,
-                                             contexts={"sdpa-flash": sdpa_flash})
-        del q, k, v
-    for bh, t, d in sizes["temporal"]:
-        q, k, v = (randn(bh // 16, 16, t, d, dtype=torch.bfloat16, device=bench.device, seed=s) for s in range(3))
-        case = f"temporal (b h)={bh} t{t} d{d} bf16"
-        impls = {
-            "triton": lambda: K.attention(q, k, v),
-            "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
-            "eager": lambda: eager_attention(q, k, v),
-        }
-        results[("temporal", bh, t)] = run_case(bench, "attention", case, impls, flops=4 * bh * t * t * d)
-        del q, k, v
-    return results
+        check("sampler", label(sizes["sampler"][0], dtype), errors, tol)
 
-
-def time_vq(bench, sizes, dry_run):
-    results = {}
-    for n, k, d in sizes["vq"]:
-        z, codebook = randn(n, d, device=bench.device, seed=6), randn(k, d, device=bench.device, seed=7)
-        impls = {
-            "triton": lambda: K.vq_nearest(z, codebook),
-            "triton-ieee": lambda: K.vq_nearest(z, codebook, input_precision="ieee"),
-            "cdist+argmin": lambda: cdist_argmin(z, codebook),
-            "compile-mm+argmin": lambda f=compiled(matmul_argmin, dry_run): f(z, codebook),
-        }
-        results[("vq", n)] = run_case(bench, "vq", f"n{n} k{k} d{d} fp32 (triton: tf32)", impls, flops=2 * n * k * d)
-    return results
-
-
-def time_groupnorm(bench, sizes, dry_run):
-    results = {}
-    for shape, dtype, kind in sizes["groupnorm"]:
-        x = randn(*shape, dtype=dtype, device=bench.device, seed=8)
-        w = randn(shape[1], dtype=dtype, device=bench.device, seed=9)
-        b = randn(shape[1], dtype=dtype, device=bench.device, seed=10)
-        impls = {
-            "triton": lambda: K.group_norm_silu(x, 32, w, b),
-            "eager": lambda: eager_group_norm_silu(x, w, b),
-            "compile": lambda f=compiled(eager_group_norm_silu, dry_run): f(x, w, b),
-        }
-        case = f"{'x'.join(map(str, shape))} g32 {str(dtype)[6:]} ({kind})"
-        results[("groupnorm", kind, shape, dtype)] = run_case(
-            bench, "groupnorm", case, impls, nbytes=2 * x.numel() * x.element_size()
-        )
-    return results
-
-
-def time_sampler(bench, sizes, dry_run):
-    results = {}
     for shape in sizes["sampler"]:
-        x_t, eps_c, eps_u, noise, kwargs = sampler_inputs(shape, torch.float32, bench.device)
-        kwargs.update(eps_uncond=eps_u, noise=noise, clip_sample_range=1.0)
-        impls = {
-            "triton": lambda: K.sampler_step(x_t, eps_c, **kwargs),
-            "eager": lambda: K.sampler_step_reference(x_t, eps_c, **kwargs),
-            "compile": lambda f=compiled(K.sampler_step_reference, dry_run): f(x_t, eps_c, **kwargs),
-        }
-        case = f"{'x'.join(map(str, shape))} fp32 cfg+noise+clip"
-        # 4 tensors read (x_t, two eps, noise), 2 written (x_prev, x0).
-        results[("sampler", shape)] = run_case(bench, "sampler", case, impls, nbytes=6 * x_t.numel() * 4)
-    return results
-
-
-# --------------------------------------------------------------------------------------------
-# Targets
-
-
-def targets(results: dict) -> list[tuple[str, tuple, str, float]]:
-    """(description, results key, baseline, minimum speedup of triton over the baseline)."""
-    out = []
-    for key in results:
-        if key[0] == "attention":
-            out.append((f"attention d={key[1]} >= {0.85 if key[1] == 64 else 0.75}x SDPA default", key,
-                        "sdpa-default", 0.85 if key[1] == 64 else 0.75))
-            out.append((f"attention d={key[1]} >= 1.3x SDPA flash", key, "sdpa-flash", 1.3))
-        elif key[0] == "temporal":
-            out.append((f"temporal attention (b h)={key[1]} t={key[2]} >= 3x SDPA", key, "sdpa-default", 3.0))
-        elif key[0] == "vq":
-            out.append(("vq >= 10x cdist+argmin", key, "cdist+argmin", 10.0))
-            out.append(("vq >= 4x compiled matmul+argmin", key, "compile-mm+argmin", 4.0))
-        elif key[0] == "groupnorm" and key[1] == "unet":
-            out.append((f"groupnorm+silu {key[2]} {key[3]} >= 2x eager", key, "eager", 2.0))
-        elif key[0] == "groupnorm" and key[1] == "vae":
-            out.append((f"groupnorm+silu {key[2]} {key[3]} >= 1.2x torch.compile", key, "compile", 1.2))
-        elif key[0] == "sampler":
-            out.append((f"sampler step {key[1]} >= 1.0x torch.compile", key, "compile", 1.0))
-    return out
-
-
-def report_targets(results: dict) -> None:
-    print("\n== targets (speedup = baseline time / triton time)")
-    for description, key, baseline, minimum in targets(results):
-        times = results[key]
-        record = dict(kind="target", target=description, baseline=baseline, minimum=minimum)
-        if "triton" in times and baseline in times:
-            speedup = times[baseline] / times["triton"]
-            record.update(speedup=speedup, passed=speedup >= minimum)
-            print(f"{'PASS' if speedup >= minimum else 'MISS'}  {description:60s} {speedup:6.2f}x")
-        else:
-            record.update(passed=False, error="a timing failed")
-            print(f"MISS  {description:60s} (a timing failed)")
-        RECORDS.append(record)
+        x_t, eps_c, kwargs = sampler_inputs(shape, torch.float32, bench.device)
+        times = bench.case(
+            "sampler", f"{label(shape, torch.float32)}",
+            {
+                "triton": lambda: K.sampler_step(x_t, eps_c, **kwargs),
+                "eager": lambda: K.sampler_step_reference(x_t, eps_c, **kwargs),
+                "compile": lambda f=bench.compiled(K.sampler_step_reference): f(x_t, eps_c, **kwargs),
+            },
+            nbytes=6 * x_t.numel() * x_t.element_size(),
+        )
+        bench.target(f"sampler step {label(shape, torch.float32)} >= 1.0x torch.compile",
+                     times, "compile", 1.0)
 
 
 # --------------------------------------------------------------------------------------------
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one shape per kernel")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one or two shapes per kernel")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, the Triton interpreter")
-    parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/kernels-<card>-<date>.json)")
+    parser.add_argument("--out", type=Path, help="where to write the JSON records "
+                        "(default benchmarks/results/kernels-<card>-<date>.json)")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # every line out at once, even into a pipe
 
     import triton
 
     if args.dry_run:
         device, card = torch.device("cpu"), "cpu-dry-run"
-    else:
-        if not torch.cuda.is_available():
-            print("no CUDA device: run with --dry-run to exercise the code on the CPU")
-            return 2
+    elif torch.cuda.is_available():
         device, card = torch.device("cuda"), torch.cuda.get_device_name()
+    else:
+        print("no CUDA device: run with --dry-run to exercise the code on the CPU")
+        return 2
     date = datetime.date.today().isoformat()
     meta = dict(kind="meta", card=card, date=date, torch=torch.__version__, triton=triton.__version__,
                 quick=args.quick, dry_run=args.dry_run)
     RECORDS.append(meta)
     print(f"{card}  torch {torch.__version__}  triton {triton.__version__}  {date}")
     start = time.time()
+    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
+    out = args.out or Path(__file__).resolve().parent / "results" / f"kernels-{slug}-{date}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
 
-    bench = Bench(device)
+    def save():
+        """Write the records so far: a run stopped by a time limit keeps what it measured."""
+        meta["seconds"] = time.time() - start
+        out.write_text(json.dumps(RECORDS, indent=1, default=str))
+
+    bench = Bench(device, args.dry_run)
     sizes = shapes(args.quick, args.dry_run)
     try:
         bench.measure_peaks()
     except Exception as error:
-        print(f"peaks FAILED: {type(error).__name__}: {error}")
-        RECORDS.append(dict(kind="peak", error=f"{type(error).__name__}: {error}"[:500]))
-
-    print("\n== correctness (max error against the reference)")
-    run_checks(device, sizes)
-
-    print("\n== timings")
-    results = {}
-    for section in (time_attention, time_vq, time_groupnorm, time_sampler):
+        print(f"peaks FAILED: {error_text(error)}")
+        RECORDS.append(dict(kind="peak", error=error_text(error)))
+    for section in (bench_attention, bench_vq, bench_groupnorm, bench_sampler):
         try:
-            results.update(section(bench, sizes, args.dry_run))
-        except Exception as error:  # inputs could not even be built (memory): go on
-            print(f"{section.__name__} FAILED: {type(error).__name__}: {error}")
-            RECORDS.append(dict(kind="section", section=section.__name__, error=f"{type(error).__name__}: {error}"[:500]))
+            section(bench, sizes)
+        except Exception as error:  # e.g. inputs too large for memory: record it and go on
+            print(f"{section.__name__} FAILED: {error_text(error)}")
+            RECORDS.append(dict(kind="section", section=section.__name__, error=error_text(error)))
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    report_targets(results)
-
-    meta["seconds"] = time.time() - start
-    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
-    out = args.out or Path(__file__).resolve().parent / "results" / f"kernels-{slug}-{date}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(RECORDS, indent=1, default=str))
+        save()
+    bench.report_targets()
+    save()
     print(f"\nwrote {out} ({meta['seconds']:.0f} s)")
     return 0
 

@@ -68,6 +68,8 @@ class Prompt:
             raise ValueError(f"a {self.kind!r} prompt names exactly two objects, got {n}")
         if self.kind == "count" and not (1 <= n <= len(NUMBERS) and len(set(self.objects)) == 1):
             raise ValueError(f"a 'count' prompt repeats one (colour, shape) pair 1-{len(NUMBERS)} times, got {self.objects}")
+        if self.kind in ("colour", "position") and self.objects[0][0] == self.objects[1][0]:
+            raise ValueError(f"a {self.kind!r} prompt names two objects of different colours, got {self.objects}")
         if (self.kind == "position") != (self.relation is not None):
             raise ValueError("a relation is given exactly for 'position' prompts")
         if self.relation is not None and self.relation not in RELATIONS:
@@ -103,10 +105,11 @@ _PATTERNS = (
 def parse_caption(text: str) -> Prompt:
     """Read a caption of the shapes grammar back into a :class:`Prompt`.
 
-    Case and a final full stop are ignored. Text outside the grammar raises a ``ValueError`` that
+    Case, extra spaces and one final full stop are ignored. Text outside the grammar raises a ``ValueError`` that
     shows the four templates.
     """
-    clean = " ".join(text.lower().strip().rstrip(".").split())
+    clean = " ".join(text.lower().split())
+    clean = clean[:-1].rstrip() if clean.endswith(".") else clean
     for kind, pattern in _PATTERNS:
         m = pattern.match(clean)
         if not m:

@@ -95,7 +95,7 @@ def sample(n: int, frames: int = 8, size: int = 32, seed: int = 0, max_objects: 
     images = render_objects(
         rearrange(centers, "b t k xy -> (b t) k xy"), flat(radius), flat(shape), flat(colour), flat(present), size
     )
-    videos = rearrange(images, "(b t) c h w -> b t c h w", b=n)
+    videos = rearrange(images, "(b t) c h w -> b t c h w", t=frames)
 
     captions = []
     for i in range(n):

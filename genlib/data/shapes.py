@@ -102,8 +102,10 @@ def sample(
         colours, shapes: restrict the palette or the shapes, e.g. to show what a metric does when a
             model drops a class. ``colour`` and ``position`` scenes need two colours.
     """
-    if not isinstance(n, (int, np.integer)) or n < 0:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(map(str, SIZES))} pixels, got {size!r}")
     kind_ids = _check_names(kinds, KINDS, _kind_index, "kinds")

@@ -1,17 +1,15 @@
 """Four fused GPU kernels in Triton, each beside the plain PyTorch it must equal.
 
-=====================  ==========================================  ==============================
-kernel                 what it fuses                               layouts
-=====================  ==========================================  ==============================
-:func:`attention`      softmax(q k^T / sqrt(d)) v, online softmax  ``b h n d, b h m d -> b h n d``
-:func:`vq_nearest`     VQ distances and their argmin               ``n d, k d -> n``
-:func:`group_norm_silu`  GroupNorm, affine map, SiLU               ``b c h w`` or ``b c t h w``
-:func:`sampler_step`   CFG combine, x0, clipping, DDIM/DDPM step   ``b ...``
-=====================  ==========================================  ==============================
+* :func:`attention` -- softmax(q k^T / sqrt(d)) v with the online softmax,
+  ``b h n d, b h m d, b h m d -> b h n d``.
+* :func:`vq_nearest` -- the nearest codebook entry, distances fused with their argmin,
+  ``n d, k d -> n``.
+* :func:`group_norm_silu` -- GroupNorm, its affine map and SiLU, ``b c h w`` or ``b c t h w``.
+* :func:`sampler_step` -- classifier-free guidance, x0, clipping and one DDIM/DDPM step, ``b ...``.
 
 Each public function dispatches (:mod:`genlib.kernels.dispatch`, switch ``GENLIB_KERNELS``) to the
-Triton kernel in ``*_triton.py`` or to its ``*_reference``. This package imports triton only
-when a Triton kernel first runs, and works without triton installed.
+Triton kernel in ``*_triton.py`` or to its ``*_reference``. This package imports triton only when
+a Triton kernel first runs, and works without triton installed.
 """
 
 from genlib.kernels.attention import attention, attention_reference

@@ -34,7 +34,9 @@ def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) ->
                 f"attention expects {name} of layout b h n d (4 dims), got shape {tuple(t.shape)}"
             )
     if k.shape != v.shape:
-        raise ValueError(f"attention expects k and v of the same layout b h m d, got {tuple(k.shape)} and {tuple(v.shape)}")
+        raise ValueError(
+            f"attention expects k and v of the same layout b h m d, got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
     if q.shape[3] != k.shape[3]:
         raise ValueError(
             f"attention head dims differ: q is b h n d with d={q.shape[3]}, k and v have d={k.shape[3]}"

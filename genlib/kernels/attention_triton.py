@@ -2,7 +2,9 @@
 
 One program owns a block of ``BLOCK_M`` queries of one (batch, head). It loads its queries once,
 then walks the keys and values in blocks of ``BLOCK_N`` and never stores the ``n x m`` scores.
-The softmax is computed *online*: after seeing key blocks ``1..j`` the program holds, per query,
+The softmax is computed *online* (FlashAttention, Dao et al. 2022, Algorithm 1; ``m`` and ``l``
+there and here are the running max and sum, not the key count): after seeing key blocks ``1..j``
+the program holds, per query,
 
     m_j   = max of the scores seen so far                      (running max)
     l_j   = sum_k exp(s_k - m_j) over the keys seen so far      (running normaliser)
@@ -108,7 +110,8 @@ def _attention_fwd_kernel(
             kt = tl.load(kt_ptrs + start_n * stride_kn)  # BLOCK_D x BLOCK_N
             v = tl.load(v_ptrs + start_n * stride_vn)  # BLOCK_N x BLOCK_D
         else:
-            kt = tl.load(kt_ptrs + start_n * stride_kn, mask=(offs_d[:, None] < HEAD_DIM) & (cols[None, :] < N_KV), other=0.0)
+            kt_mask = (offs_d[:, None] < HEAD_DIM) & (cols[None, :] < N_KV)
+            kt = tl.load(kt_ptrs + start_n * stride_kn, mask=kt_mask, other=0.0)
             v = tl.load(v_ptrs + start_n * stride_vn, mask=(cols[:, None] < N_KV) & d_mask, other=0.0)
         if DOT_FP32:
             kt = kt.to(tl.float32)
@@ -126,7 +129,8 @@ def _attention_fwd_kernel(
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
+        # acc = alpha * acc + p @ v, accumulated inside the matrix unit
+        acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=INPUT_PRECISION)
         m_i = m_new
 
     out = acc / l_i[:, None]
@@ -163,7 +167,7 @@ def _fixed_tiles(n: int, m: int, block_d: int, dtype: torch.dtype) -> dict | Non
     """Tile sizes and launch options chosen by rule, or None where the autotuner picks them."""
     if interpreting():
         # Few, large tiles: the interpreter pays per program and per loop step, not per element.
-        return dict(BLOCK_M=64, BLOCK_N=64)
+        return dict(BLOCK_M=32, BLOCK_N=64)
     if dtype == torch.float32:
         # Exact fp32 products run on CUDA cores; small tiles keep the operands in registers.
         return dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)

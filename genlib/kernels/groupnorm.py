@@ -29,7 +29,8 @@ def check_group_norm_inputs(
     and ``weight`` and ``bias`` (when given) have shape ``(c,)``."""
     if x.ndim not in (4, 5):
         raise ValueError(
-            f"group_norm_silu expects x of layout b c h w or b c t h w (4 or 5 dims), got shape {tuple(x.shape)}"
+            "group_norm_silu expects x of layout b c h w or b c t h w (4 or 5 dims), "
+            f"got shape {tuple(x.shape)}"
         )
     c = x.shape[1]
     if num_groups < 1 or c % num_groups != 0:

@@ -41,7 +41,9 @@ MAX_PIECES = 256
 
 
 @triton.jit
-def _piece_bounds(pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C: tl.constexpr, SPLIT: tl.constexpr):
+def _piece_bounds(
+    pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C: tl.constexpr, SPLIT: tl.constexpr
+):
     """Which (sample, group) program ``pid`` works on, and its channel and spatial ranges."""
     if SPLIT:
         group = pid // PIECES
@@ -69,7 +71,7 @@ def _shifted_sums(X, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C: tl.constexpr, BL
             x = tl.where(ok, x - pivot, 0.0)
             s1 += x
             s2 += x * x
-    return tl.sum(tl.sum(s1, axis=1), axis=0), tl.sum(tl.sum(s2, axis=1), axis=0)
+    return tl.sum(s1), tl.sum(s2)  # over both axes
 
 
 @triton.jit
@@ -79,7 +81,9 @@ def _group_sums_kernel(
     BLOCK_S: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, True)
+    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(
+        pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, True
+    )
     x_group = X + group.to(tl.int64) * GROUP_SIZE  # int64: b * c * s can pass 2**31
     pivot = tl.load(x_group).to(tl.float32)  # K: the group's first value
     s1, s2 = _shifted_sums(x_group, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S)
@@ -100,7 +104,9 @@ def _group_norm_silu_kernel(
     SPLIT: tl.constexpr,  # PIECES > 1: the sums come from _group_sums_kernel
 ):
     pid = tl.program_id(0)
-    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, SPLIT)
+    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(
+        pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, SPLIT
+    )
     offset = group.to(tl.int64) * GROUP_SIZE
     pivot = tl.load(X + offset).to(tl.float32)
 
@@ -170,7 +176,8 @@ def group_norm_silu_triton(
     if pieces is None:
         pieces = triton.cdiv(TARGET_PROGRAMS, b * num_groups)
     # Cut the rows first into channel blocks, then (only as far as needed) into spatial chunks.
-    s_chunks = max(1, min(triton.cdiv(pieces, channel_blocks), triton.cdiv(s, block_s), MAX_PIECES // channel_blocks))
+    s_chunks = min(triton.cdiv(pieces, channel_blocks), triton.cdiv(s, block_s), MAX_PIECES // channel_blocks)
+    s_chunks = max(1, s_chunks)
     chunk_s = triton.cdiv(triton.cdiv(s, s_chunks), block_s) * block_s  # whole tiles per chunk
     s_chunks = triton.cdiv(s, chunk_s)
     pieces = 1 if pieces <= 1 else channel_blocks * s_chunks

@@ -49,11 +49,16 @@ def check_sampler_inputs(
         raise ValueError("sampler_step expects x_t of layout b ... (at least 1 dim)")
     for name, t in (("eps_cond", eps_cond), ("eps_uncond", eps_uncond), ("noise", noise)):
         if t is not None and t.shape != x_t.shape:
-            raise ValueError(f"sampler_step expects {name} of x_t's shape {tuple(x_t.shape)}, got {tuple(t.shape)}")
+            raise ValueError(
+                f"sampler_step expects {name} of x_t's shape {tuple(x_t.shape)}, got {tuple(t.shape)}"
+            )
     b = x_t.shape[0]
     for name, c in coefficients.items():
         if isinstance(c, torch.Tensor) and tuple(c.shape) != (b,):
-            raise ValueError(f"sampler_step expects {name} as a float or a tensor of shape (b,) = ({b},), got {tuple(c.shape)}")
+            raise ValueError(
+                f"sampler_step expects {name} as a float or a tensor of shape (b,) = ({b},), "
+                f"got {tuple(c.shape)}"
+            )
     if clip_sample_range is not None and coefficients.get("dynamic_threshold") is not None:
         raise ValueError("sampler_step: pass clip_sample_range or dynamic_threshold, not both")
 

@@ -108,7 +108,7 @@ def sampler_step_triton(
     abar_t, abar_prev, sig = (_as_argument(c) for c in (alpha_prod_t, alpha_prod_t_prev, sigma))
     threshold = x_t if dynamic_threshold is None else _as_argument(dynamic_threshold)
     per_sample = numel // x_t.shape[0]
-    block = min(1024, triton.next_power_of_2(per_sample))
+    block = min(1024, max(16, triton.next_power_of_2(per_sample)))
     blocks_per_sample = triton.cdiv(per_sample, block)
     _sampler_step_kernel[(x_t.shape[0] * blocks_per_sample,)](
         x_t, eps_cond,

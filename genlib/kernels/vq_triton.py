@@ -60,7 +60,7 @@ def _vq_nearest_kernel(
             if DOT_FP32:
                 z = z.to(tl.float32)
                 et = et.to(tl.float32)
-            dot += tl.dot(z, et, input_precision=INPUT_PRECISION)
+            dot = tl.dot(z, et, acc=dot, input_precision=INPUT_PRECISION)  # dot += z e^T
         # Codes past the end get ||e||^2 = inf, so they never win.
         e_sq = tl.load(E_SQ + codes, mask=code_ok, other=float("inf"))
         dist = e_sq[None, :] - 2.0 * dot
@@ -75,9 +75,9 @@ def _vq_nearest_kernel(
         z_sq = tl.zeros([BLOCK_N], dtype=tl.float32)
         for d0 in range(0, D, BLOCK_D):
             dims = d0 + offs_d
-            z = tl.load(z_rows + dims[None, :] * stride_zd, mask=row_ok[:, None] & (dims[None, :] < D), other=0.0)
-            z = z.to(tl.float32)
-            z_sq += tl.sum(z * z, axis=1)
+            z_ok = row_ok[:, None] & (dims[None, :] < D)
+            z = tl.load(z_rows + dims[None, :] * stride_zd, mask=z_ok, other=0.0)
+            z_sq += tl.sum(z.to(tl.float32) * z.to(tl.float32), axis=1)
         tl.store(DIST + rows, tl.maximum(z_sq + best, 0.0), mask=row_ok)
 
 
@@ -104,8 +104,8 @@ def vq_nearest_triton(
     check_vq_inputs(z, codebook)
     if input_precision not in PRECISIONS:
         raise ValueError(f"input_precision must be one of {PRECISIONS}, got {input_precision!r}")
-    if codebook.dtype != z.dtype:
-        codebook = codebook.to(z.dtype)
+    dtype = torch.promote_types(z.dtype, codebook.dtype)  # one dtype for the tensor-core product
+    z, codebook = z.to(dtype), codebook.to(dtype)
     n, d = z.shape
     k = codebook.shape[0]
     idx = torch.empty(n, dtype=torch.int64, device=z.device)

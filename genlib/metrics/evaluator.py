@@ -155,15 +155,21 @@ def train_evaluator(model: ShapesEvaluator) -> dict:
 def load_evaluator(size: int = 32, cfg: EvaluatorConfig | None = None) -> ShapesEvaluator:
     """The trained evaluator for ``size`` x ``size`` images: from the model cache, or trained now.
 
-    Its training history and held-out accuracy are in ``evaluator.info``.
+    Its training history and held-out accuracy are in ``evaluator.info``; ``evaluator.from_cache``
+    says whether the weights were loaded rather than trained now.
     """
     cfg = cfg or EvaluatorConfig.for_profile(size)
+    if cfg.size != size:
+        raise ValueError(f"asked for a {size}x{size} evaluator with a config for {cfg.size}x{cfg.size} images")
     trained = zoo.get_or_train("shapes-evaluator", ShapesEvaluator, train_evaluator, cfg)
     trained.model.info = trained.info
+    trained.model.from_cache = trained.loaded
     return trained.model
 
 
 def _batched(fn, images: torch.Tensor, batch_size: int = 512):
+    if len(images) == 0:
+        raise ValueError("need at least one image, got an empty batch")
     dev = next(fn.__self__.parameters()).device
     outs = [fn(images[i : i + batch_size].to(dev)) for i in range(0, len(images), batch_size)]
     if isinstance(outs[0], dict):

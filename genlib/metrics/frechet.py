@@ -51,7 +51,7 @@ def frechet_distance(mu_x, sigma_x, mu_g, sigma_g) -> float:
     """Eq. 1 from the two Gaussians' parameters (any float dtype; computed in float64)."""
     mu_x, mu_g = torch.as_tensor(mu_x, dtype=torch.float64), torch.as_tensor(mu_g, dtype=torch.float64)
     sigma_x, sigma_g = torch.as_tensor(sigma_x, dtype=torch.float64), torch.as_tensor(sigma_g, dtype=torch.float64)
-    d = mu_x.shape[-1]
+    d = mu_x.shape[-1] if mu_x.ndim == 1 else -1
     if mu_x.shape != (d,) or mu_g.shape != (d,) or sigma_x.shape != (d, d) or sigma_g.shape != (d, d):
         raise ValueError(
             f"expected means of shape (d,) and covariances (d, d) with one d; got {tuple(mu_x.shape)}, "

@@ -23,17 +23,23 @@ import math
 import torch
 
 
+def _checked(probs: torch.Tensor) -> torch.Tensor:
+    """``probs`` as float64, after checking it is ``n k`` rows of probabilities."""
+    if probs.ndim != 2 or probs.shape[0] == 0:
+        raise ValueError(f"probs must have layout 'n k' (images x classes) with n >= 1, got shape {tuple(probs.shape)}")
+    p = probs.detach().to(torch.float64)
+    if (p < 0).any() or not torch.allclose(p.sum(1), torch.ones(p.shape[0], dtype=torch.float64), atol=1e-4):
+        raise ValueError("probs must be probabilities: non-negative rows that sum to 1 (apply softmax first)")
+    return p
+
+
 def inception_score(probs: torch.Tensor, splits: int = 1) -> tuple[float, float]:
     """IS of predicted probabilities ``n k`` (rows sum to 1); returns (mean, std over splits).
 
     ``splits > 1`` follows the original recipe: the set is cut into that many equal parts, IS is
     computed on each, and the mean and standard deviation are reported.
     """
-    if probs.ndim != 2:
-        raise ValueError(f"probs must have layout 'n k' (images x classes), got shape {tuple(probs.shape)}")
-    p = probs.detach().to(torch.float64)
-    if (p < 0).any() or not torch.allclose(p.sum(1), torch.ones(p.shape[0], dtype=torch.float64), atol=1e-4):
-        raise ValueError("probs must be probabilities: non-negative rows that sum to 1 (apply softmax first)")
+    p = _checked(probs)
     if not 1 <= splits <= p.shape[0]:
         raise ValueError(f"splits must be between 1 and the number of images ({p.shape[0]}), got {splits}")
     scores = []
@@ -43,12 +49,13 @@ def inception_score(probs: torch.Tensor, splits: int = 1) -> tuple[float, float]
         kl = torch.where(part > 0, part * (part.clamp_min(1e-300).log() - marginal.clamp_min(1e-300).log()), 0.0).sum(1)
         scores.append(math.exp(kl.mean().item()))
     scores_t = torch.tensor(scores, dtype=torch.float64)
-    return float(scores_t.mean()), float(scores_t.std()) if splits > 1 else 0.0
+    # Population standard deviation (ddof = 0), as in the original recipe.
+    return float(scores_t.mean()), float(scores_t.std(correction=0))
 
 
 def entropy_terms(probs: torch.Tensor) -> tuple[float, float]:
     """(H(y), E_x H(y|x)) in nats: ``log IS`` is their difference (for ``splits=1``)."""
-    p = probs.detach().to(torch.float64)
+    p = _checked(probs)
     plogp = torch.where(p > 0, p * p.clamp_min(1e-300).log(), 0.0)
     marginal = p.mean(0)
     h_marginal = -torch.where(marginal > 0, marginal * marginal.clamp_min(1e-300).log(), 0.0).sum()

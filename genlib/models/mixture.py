@@ -28,6 +28,24 @@ class GaussianMixture(nn.Module):
         self.log_stds = nn.Parameter(torch.full((components, dim), math.log(init_std)))
         self.logits = nn.Parameter(torch.zeros(components))
 
+    @classmethod
+    def from_data(cls, x: torch.Tensor, components: int, seed: int = 0, init_std: float = 0.5) -> "GaussianMixture":
+        """A mixture whose means start on data points spread far apart (farthest-point seeding).
+
+        The first mean is a random data point; each next one is the data point farthest from the
+        means chosen so far. Starting from well-spread means keeps gradient ascent out of the local
+        optimum where two components share one cluster and another cluster has none.
+        """
+        if x.ndim != 2 or len(x) < components:
+            raise ValueError(f"x must have layout 'n d' with n >= components = {components}, got {tuple(x.shape)}")
+        g = torch.Generator().manual_seed(seed)
+        chosen = [int(torch.randint(len(x), (1,), generator=g))]
+        dist = (x - x[chosen[0]]).pow(2).sum(1)
+        for _ in range(components - 1):
+            chosen.append(int(dist.argmax()))
+            dist = torch.minimum(dist, (x - x[chosen[-1]]).pow(2).sum(1))
+        return cls(components, x.shape[1], init_means=x[chosen], init_std=init_std)
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """``n d -> n``: log q(x), a log-sum-exp over components for numerical safety."""
         if x.ndim != 2 or x.shape[1] != self.means.shape[1]:

@@ -222,6 +222,20 @@ def test_matches_false_cases():
     assert not matches(Prompt("position", two, "below"), *scene((1, "red", "circle"), (7, "blue", "square")))
 
 
+def test_two_object_prompts_need_two_colours():
+    # The world never draws them, and a relation between two identical objects is ambiguous.
+    with pytest.raises(ValueError, match="different colours"):
+        parse_caption("a red circle to the left of a red circle")
+    with pytest.raises(ValueError, match="different colours"):
+        Prompt("colour", (("red", "circle"), ("red", "square")))
+
+
+def test_only_one_full_stop_is_ignored():
+    assert parse_caption("A red circle.").text == "a red circle"
+    with pytest.raises(ValueError, match="outside the shapes grammar"):
+        parse_caption("a red circle..")
+
+
 def test_match_batch():
     ps = [Prompt("shape", (("red", "circle"),)), Prompt("shape", (("blue", "square"),))]
     a, b = scene((4, "red", "circle")), scene((4, "red", "circle"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -192,13 +191,6 @@ def test_frames_differ_and_one_frame_clip_has_no_motion():
     assert one.captions == b.captions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="bug: genlib/data/moving.py:98 rearrange(images, '(b t) c h w -> b t c h w', b=n) divides "
-    "by b=0, so moving.sample(0) raises ZeroDivisionError though n=0 passes the n >= 0 check "
-    "(shapes.sample(0) works); fix: pass t=frames instead of b=n",
-)
 def test_empty_sample():
     b = moving.sample(0, frames=3, size=16)
     assert b.videos.shape == (0, 3, 3, 16, 16) and b.captions == []

@@ -212,7 +212,8 @@ def test_prompts_name_exactly_the_objects_in_the_scene(seed):
     a = b.attrs
     for i, p in enumerate(b.prompts):
         assert len(p.objects) == a["count"][i]
-        truth = sorted((COLOURS[a["cell_colour"][i, c] - 1], SHAPES[a["cell_shape"][i, c] - 1]) for c in range(9) if a["cell_colour"][i, c] > 0)
+        occupied = [c for c in range(9) if a["cell_colour"][i, c] > 0]
+        truth = sorted((COLOURS[a["cell_colour"][i, c] - 1], SHAPES[a["cell_shape"][i, c] - 1]) for c in occupied)
         assert sorted(p.objects) == truth
         # slot order is prompt order
         for j, cell in enumerate(x for x in a["slot_cell"][i].tolist() if x >= 0):
@@ -425,7 +426,8 @@ def test_render_absent_slots_draw_nothing_and_later_slots_on_top():
 
 
 def test_render_zero_objects():
-    img = render.render_objects(np.zeros((3, 0, 2)), np.zeros((3, 0)), np.zeros((3, 0), int), np.zeros((3, 0), int), np.zeros((3, 0), bool), 16)
+    ids = np.zeros((3, 0), int)
+    img = render.render_objects(np.zeros((3, 0, 2)), np.zeros((3, 0)), ids, ids, ids.astype(bool), 16)
     assert img.shape == (3, 3, 16, 16) and (img == -1).all()
 
 

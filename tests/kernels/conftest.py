@@ -12,7 +12,9 @@ import pytest
 os.environ.setdefault("TRITON_INTERPRET", "1")
 _early = [name for name in sys.modules if name.startswith("genlib.kernels.") and name.endswith("_triton")]
 if _early:
-    raise RuntimeError(f"{_early} were imported before TRITON_INTERPRET=1 was set; the kernel tests need the interpreter")
+    raise RuntimeError(
+        f"{_early} were imported before TRITON_INTERPRET=1 was set; the kernel tests need the interpreter"
+    )
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The fused attention kernel equals softmax(q k^T * scale) v on random ragged shapes."""
 
-import math
 import random
 
 import pytest
@@ -15,10 +14,15 @@ TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfl
 HEAD_DIMS = (16, 32, 40, 48, 64, 72, 80, 96, 100, 128)
 
 
+def log_uniform(rng: random.Random, high: int) -> int:
+    """An integer in [1, high], log-uniform: mostly short (cheap in the interpreter), some long."""
+    return max(1, round(high ** rng.random()))
+
+
 def random_case(rng: random.Random):
-    b, h = rng.choice([(1, 1), (1, 1), (1, 2), (2, 1)])
-    n = rng.randint(1, 128)
-    m = n if rng.random() < 0.5 else rng.randint(1, 128)  # self- or cross-attention
+    b, h = rng.choice([(1, 1), (1, 1), (1, 1), (1, 2), (2, 1)])
+    n = log_uniform(rng, 128)
+    m = n if rng.random() < 0.5 else log_uniform(rng, 128)  # self- or cross-attention
     return b, h, n, m, rng.choice(HEAD_DIMS), rng.random() < 0.4
 
 
@@ -43,7 +47,8 @@ def test_reference_agrees_with_torch_sdpa():
     q, k, v = (torch.randn(2, 3, 20, 24, generator=gen) for _ in range(3))
     for causal in (False, True):
         expected = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        torch.testing.assert_close(attention_reference(q, k, v, causal=causal), expected, atol=1e-5, rtol=1e-5)
+        ours = attention_reference(q, k, v, causal=causal)
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_attention_takes_strided_inputs_and_a_custom_scale(force_triton):
@@ -92,8 +97,3 @@ def test_attention_rejects_bad_layouts(q_shape, kv_shape, match):
     with pytest.raises(ValueError, match=match):
         attention(q, kv, kv)
 
-
-def test_default_scale_is_one_over_sqrt_d():
-    gen = torch.Generator().manual_seed(6)
-    q, k, v = (torch.randn(1, 1, 5, 16, generator=gen) for _ in range(3))
-    torch.testing.assert_close(attention_reference(q, k, v), attention_reference(q, k, v, scale=1 / math.sqrt(16)))

@@ -20,7 +20,7 @@ def random_case(rng: random.Random):
     c = groups * rng.randint(1, 3)
     # (t) h w, with w > 1: F.group_norm refuses groups of a single value.
     spatial = [rng.randint(1, 4), rng.randint(1, 9), rng.randint(2, 9)][rng.choice([1, 0]) :]
-    pieces = rng.choice([None, 1, 2, 5])  # None: the launcher's choice
+    pieces = rng.choice([None, 1, 3])  # None: the launcher's choice
     return (b, c, *spatial), groups, pieces, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
 
 

@@ -11,7 +11,7 @@ from genlib.kernels import sampler_step, sampler_step_reference
 TOLERANCE = {torch.float32: (2e-5, 2e-5), torch.float16: (4e-3, 2e-3), torch.bfloat16: (3e-2, 2e-2)}
 
 
-def random_arguments(rng: random.Random, gen: torch.Generator, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def random_arguments(rng: random.Random, gen: torch.Generator, dtype: torch.dtype):
     """x_t, eps_cond and a random mix of the step's options: guidance, per-sample coefficients,
     noise, static or dynamic clipping."""
     b = rng.randint(1, 4)
@@ -25,7 +25,8 @@ def random_arguments(rng: random.Random, gen: torch.Generator, dtype: torch.dtyp
 
     kwargs = dict(alpha_prod_t=coefficient(0.02, 0.9), alpha_prod_t_prev=coefficient(0.9, 0.999))
     if rng.random() < 0.6:
-        kwargs.update(eps_uncond=torch.randn(shape, generator=gen).to(dtype), guidance_scale=rng.uniform(1, 8))
+        eps_uncond = torch.randn(shape, generator=gen).to(dtype)
+        kwargs.update(eps_uncond=eps_uncond, guidance_scale=rng.uniform(1, 8))
     if rng.random() < 0.6:
         kwargs.update(sigma=coefficient(0.0, 0.3), noise=torch.randn(shape, generator=gen).to(dtype))
     clip = rng.choice(["none", "static", "dynamic"])
@@ -66,8 +67,9 @@ def test_ddim_step_to_the_same_noise_level_is_the_identity():
 def test_guidance_scale_one_is_the_conditional_prediction(force_triton):
     gen = torch.Generator().manual_seed(2)
     x_t, eps_c, eps_u = (torch.randn(2, 3, 5, generator=gen) for _ in range(3))
-    guided = sampler_step(x_t, eps_c, eps_uncond=eps_u, guidance_scale=1.0, alpha_prod_t=0.3, alpha_prod_t_prev=0.6)
-    plain = sampler_step(x_t, eps_c, alpha_prod_t=0.3, alpha_prod_t_prev=0.6)
+    step = dict(alpha_prod_t=0.3, alpha_prod_t_prev=0.6)
+    guided = sampler_step(x_t, eps_c, eps_uncond=eps_u, guidance_scale=1.0, **step)
+    plain = sampler_step(x_t, eps_c, **step)
     for g, p in zip(guided, plain):
         torch.testing.assert_close(g, p)
 
@@ -77,7 +79,8 @@ def test_clipping_recomputes_eps_from_the_clipped_x0(force_triton):
     gen = torch.Generator().manual_seed(3)
     x_t, eps = 3 * torch.randn(2, 50, generator=gen), torch.randn(2, 50, generator=gen)
     abar_t, abar_prev = 0.5, 0.8
-    x_prev, x0 = sampler_step(x_t, eps, alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, clip_sample_range=1.0)
+    step = dict(alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, clip_sample_range=1.0)
+    x_prev, x0 = sampler_step(x_t, eps, **step)
     assert x0.abs().max() <= 1.0
     eps_prime = (x_t - abar_t**0.5 * x0) / (1 - abar_t) ** 0.5
     torch.testing.assert_close(x_prev, abar_prev**0.5 * x0 + (1 - abar_prev) ** 0.5 * eps_prime)

@@ -10,6 +10,11 @@ from genlib.kernels import vq_nearest, vq_nearest_reference
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def log_uniform(rng: random.Random, high: int) -> int:
+    """An integer in [1, high], log-uniform: mostly small (cheap in the interpreter), some large."""
+    return max(1, round(high ** rng.random()))
+
+
 def squared_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """The full ``n k`` matrix, in float64: the ground truth the kernel must be close to."""
     return torch.cdist(z.double(), codebook.double()).pow(2)
@@ -20,7 +25,7 @@ def test_vq_matches_reference_on_random_shapes(dtype, force_triton):
     rng = random.Random(f"vq-{dtype}")
     gen = torch.Generator().manual_seed(0)
     for _ in range(50):
-        n, k, d = case = rng.randint(1, 256), rng.randint(1, 150), rng.randint(1, 80)
+        n, k, d = case = log_uniform(rng, 512), log_uniform(rng, 200), rng.randint(1, 48)
         z = torch.randn(n, d, generator=gen).to(dtype)
         codebook = torch.randn(k, d, generator=gen).to(dtype)
         idx, dist = vq_nearest(z, codebook, return_distance=True)
