@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # genlib from this checkout, installed or not
 # --dry-run runs the Triton kernels in the interpreter, which must be chosen before triton loads.
 if "--dry-run" in sys.argv:
     os.environ.setdefault("TRITON_INTERPRET", "1")

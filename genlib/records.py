@@ -62,3 +62,16 @@ def load(chapter: str, name: str, profile: str = "gpu") -> dict | None:
     """The committed record, or ``None`` when there is none yet."""
     path = _path(chapter, name, profile)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def show(chapter: str, name: str, profile: str = "gpu"):
+    """The committed record as a table labelled with its card and date, or a line saying there is
+    none yet. Chapters put it beside their live numbers."""
+    from .viz import table  # viz stands apart; records only borrows its table
+
+    rec = load(chapter, name, profile)
+    if rec is None:
+        print(f"no {profile} record of '{name}' is committed yet")
+        return None
+    note = f", {rec['note']}" if rec.get("note") else ""
+    return table(rec["rows"], rec["columns"], caption=f"recorded on {rec['device']}, {rec['date']}, profile {profile}{note}")

@@ -12,8 +12,9 @@ same at the next, less noisy, step, and ``sigma`` the noise level of the step.
     5. step       x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps' + sigma noise
 
 Step 4 is a choice (diffusers makes it too): after clipping, the noise direction is recomputed so
-that ``x0`` and ``eps'`` again explain ``x_t`` exactly; with the unclipped ``eps`` the step would
-pull ``x_prev`` back towards the unclipped prediction. Without clipping ``eps' = eps`` (recomputing
+that ``x0`` and ``eps'`` again explain ``x_t`` exactly; the unclipped ``eps`` would no longer agree
+with the clipped ``x0``, and the step would add back noise that still encodes the unclipped
+prediction. Without clipping ``eps' = eps`` (recomputing
 it would divide by ``sqrt(1 - abar_t)``, tiny at the last steps). ``1 - abar_prev - sigma^2`` is
 clamped at 0 against rounding.
 
