@@ -1,6 +1,6 @@
 """Animations that play in Jupyter and in the static book: matplotlib's jshtml, made deterministic.
 
-:func:`animate` renders every frame once into a PNG and returns an ``IPython.display.HTML``
+:func:`animate` renders every frame once into a PNG and returns a :class:`Player` (HTML)
 holding matplotlib's JavaScript player (play, pause, step, a scrubber slider), written by the
 ``HTMLWriter`` behind ``FuncAnimation.to_jshtml``. It needs no kernel, so it works in the built
 HTML book exactly as in Jupyter.
@@ -61,13 +61,12 @@ def deterministic_jshtml(raw: str, html_id: str | None = None) -> str:
 def jshtml(fig, update: Callable[[int], Any], n: int, *, fps: float = 4, loop: bool = True,
            dpi: float | None = None, html_id: str | None = None,
            caption: str | None = None):
-    """Play ``update(0) ... update(n - 1)`` on ``fig`` as a jshtml player; returns IPython HTML.
+    """Play ``update(0) ... update(n - 1)`` on ``fig`` as a jshtml player; returns :class:`Player`.
 
     ``update(i)`` draws frame ``i``; it is called exactly once per frame, and each frame is
     rendered once. This is what ``FuncAnimation(...).to_jshtml()`` produces (the same
     ``HTMLWriter``), without FuncAnimation's extra first-frame call and second render per frame.
     """
-    from IPython.display import HTML
     from matplotlib.animation import HTMLWriter
 
     if n < 1:
@@ -86,7 +85,23 @@ def jshtml(fig, update: Callable[[int], Any], n: int, *, fps: float = 4, loop: b
     if caption:
         text += ('\n<div class="genlib-caption" style="font-size: smaller; margin-top: 0.3em">'
                  f"{html_lib.escape(caption)}</div>\n")
-    return HTML(text)
+    return Player(text, n)
+
+
+class Player:
+    """A jshtml player: Jupyter and the book show its HTML; a plain Python script needs no IPython.
+
+    ``.data`` holds the HTML (as ``IPython.display.HTML`` does); the text form names the frame count.
+    """
+
+    def __init__(self, html: str, frames: int):
+        self.data, self.frames = html, frames
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"<animation: {self.frames} frames>"
 
 
 def _rc(params):
@@ -110,7 +125,7 @@ def animate(frames: Any, *, fps: float = 4, value_range: Sequence[float] = DEFAU
             figsize: tuple[float, float] = style.FIGSIZE, canvas: str = "ax",
             max_frames: int | None = 32, loop: bool = True, caption: str | None = None,
             html_id: str | None = None, dpi: float | None = None):
-    """Animate image frames or drawing callbacks; returns an ``IPython.display.HTML`` player.
+    """Animate image frames or drawing callbacks; returns a :class:`Player` (HTML) player.
 
     Args:
         frames: one of

@@ -134,7 +134,7 @@ def explore(draw: Callable[..., Any], *, defaults: Mapping[str, Any] | None = No
             lists are subsampled evenly (first and last kept), and the caption says so.
         fps: scrubber playback speed.
 
-    Returns an ipywidgets ``VBox`` (live), an ``IPython.display.HTML`` player (scrubber) or a
+    Returns an ipywidgets ``VBox`` (live), a :class:`~genlib.viz.animation.Player` (scrubber) or a
     matplotlib Figure (multiples): make it the cell's last expression.
     """
     if canvas not in ("ax", "figure"):

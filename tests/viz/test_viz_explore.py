@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from IPython.display import HTML  # noqa: E402
+from genlib.viz.animation import Player  # noqa: E402
 
 from genlib import config  # noqa: E402
 from genlib.viz import explore  # noqa: E402
@@ -35,7 +35,7 @@ class Recorder:
 def test_scrubber_one_frame_per_value(static):
     draw = Recorder()
     out = explore(draw, s=[1, 2, 3])
-    assert isinstance(out, HTML)
+    assert isinstance(out, Player)
     assert draw.calls == [{"s": 1}, {"s": 2}, {"s": 3}]
     assert out.data.count("data:image/png;base64,") == 3
     assert "Scrub s (3 values)." in out.data
