@@ -1,6 +1,6 @@
 """Time genlib's Triton kernels against PyTorch on one GPU, check them, and record the numbers.
 
-    python benchmarks/kernels.py                  # the full run, about 5 minutes on an H100
+    python benchmarks/kernels.py                  # the full run, 2 to 3 minutes on an H100 (autotuning included)
     python benchmarks/kernels.py --quick          # one or two shapes per kernel
     python benchmarks/kernels.py --dry-run        # CPU, tiny shapes, Triton interpreter: the code paths
 
@@ -39,6 +39,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import genlib.kernels as K  # noqa: E402
+from genlib.kernels import costs  # noqa: E402
+
+if "--dry-run" in sys.argv or torch.cuda.is_available():
+    from genlib.kernels import attention_triton, groupnorm_triton  # noqa: E402  (they import triton)
 
 RECORDS: list[dict] = []  # everything measured, as written to the JSON file
 
@@ -90,16 +94,19 @@ class Bench:
         RECORDS.append(dict(kind="peak", copy_gbps=self.copy_gbps, matmul_tflops=self.matmul_tflops))
 
     def case(self, kernel: str, case: str, impls: dict, *, flops: float = 0.0, nbytes: float = 0.0,
-             contexts: dict | None = None) -> dict[str, float]:
+             rate: str = "", contexts: dict | None = None) -> dict[str, float]:
         """Time every implementation of one case, one printed line each; returns {impl: ms}.
 
         ``impls`` maps a name to a zero-argument callable, ``"triton"`` first. ``contexts`` gives a
         context-manager factory for some of them (the SDPA backend choice). Failures are printed,
-        recorded and left out of the result.
+        recorded and left out of the result. ``flops`` and ``nbytes`` (genlib.kernels.costs) are
+        recorded with every time; ``rate`` ("flops" or "bytes", default: flops when given) picks
+        the one printed.
         """
+        rate = rate or ("flops" if flops else "bytes")
         times: dict[str, float] = {}
         for name, fn in impls.items():
-            record = dict(kind="time", kernel=kernel, case=case, impl=name)
+            record = dict(kind="time", kernel=kernel, case=case, impl=name, flops=flops, bytes=nbytes)
             RECORDS.append(record)
             try:
                 if contexts and name in contexts:
@@ -112,19 +119,19 @@ class Bench:
                 print(f"{kernel:10s} {case:38s} {name:18s}   FAILED  {record['error'][:150]}")
                 continue
             times[name] = record["ms"] = ms
-            if flops:
+            if rate == "flops":
                 record["tflops"] = flops / ms / 1e9
                 fraction = record["tflops"] / self.matmul_tflops
-                rate = f"{record['tflops']:7.1f} TFLOP/s ({fraction:4.0%} of matmul)"
+                achieved = f"{record['tflops']:7.1f} TFLOP/s ({fraction:4.0%} of matmul)"
             else:
                 record["gbps"] = nbytes / ms / 1e6
                 fraction = record["gbps"] / self.copy_gbps
-                rate = f"{record['gbps']:7.1f} GB/s    ({fraction:4.0%} of copy)"
+                achieved = f"{record['gbps']:7.1f} GB/s    ({fraction:4.0%} of copy)"
             versus = ""
             if name != "triton" and "triton" in times:
                 record["speedup_of_triton"] = ms / times["triton"]
                 versus = f"   triton is {record['speedup_of_triton']:5.2f}x this"
-            print(f"{kernel:10s} {case:38s} {name:18s} {ms:9.4f} ms  {rate}{versus}")
+            print(f"{kernel:10s} {case:38s} {name:18s} {ms:9.4f} ms  {achieved}{versus}")
         return times
 
     def target(self, description: str, times: dict[str, float], baseline: str, minimum: float) -> None:
@@ -217,6 +224,18 @@ def shapes(quick: bool, dry_run: bool) -> dict:
 # Attention
 
 
+def tuned(what: str, autotuner) -> None:
+    """Print and record the configs a triton.autotune picked (on the GPU), for the next tuning round."""
+    for key, config in getattr(autotuner, "cache", {}).items():
+        if (what, key) not in PRINTED:
+            PRINTED.add((what, key))
+            print(f"           tuned {what}: key {key} -> {config}")
+            RECORDS.append(dict(kind="tuned", kernel=what, key=str(key), config=str(config)))
+
+
+PRINTED: set = set()
+
+
 def eager_attention(q, k, v):
     """softmax(q k^T / sqrt(d)) v as three PyTorch calls, in the inputs' dtype."""
     s = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
@@ -259,9 +278,10 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
                 "sdpa-flash": lambda: F.scaled_dot_product_attention(q, k, v),
                 "eager": lambda: eager_attention(q, k, v),
             },
-            flops=4 * b * h * n * n * d,
+            **dict(zip(("flops", "nbytes"), costs.attention_cost(b, h, n, n, d, q.element_size()))),
             contexts={"sdpa-flash": sdpa_flash},
         )
+        tuned(f"attention d={d}", attention_triton._attention_fwd_tuned)
         minimum = 0.85 if d <= 64 else 0.75
         bench.target(f"attention n={n} d={d} >= {minimum}x SDPA default", times, "sdpa-default", minimum)
         bench.target(f"attention n={n} d={d} >= 1.3x SDPA flash backend", times, "sdpa-flash", 1.3)
@@ -281,8 +301,10 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
                 "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
                 "eager": lambda: eager_attention(q, k, v),
             },
-            flops=4 * bh * t * t * d,
+            **dict(zip(("flops", "nbytes"), costs.attention_cost(bh // 16, 16, t, t, d, q.element_size()))),
+            rate="bytes",  # t / 2 FLOP per byte: memory bound
         )
+        tuned(f"temporal t={t}", attention_triton._attention_fwd_short)
         bench.target(f"temporal attention (b h)={bh} t={t} >= 3x SDPA", times, "sdpa-default", 3.0)
         del q, k, v
 
@@ -331,7 +353,8 @@ def bench_vq(bench: Bench, sizes: dict) -> None:
                 "cdist+argmin": lambda: cdist_argmin(z, codebook),
                 "compile-mm+argmin": lambda f=bench.compiled(matmul_argmin): f(z, codebook),
             },
-            flops=2 * n * k * d,
+            **dict(zip(("flops", "nbytes"), costs.vq_cost(n, k, d, z.element_size()))),
+            rate="flops",
         )
         bench.target(f"vq n={n} k={k} d={d} >= 10x cdist+argmin", times, "cdist+argmin", 10.0)
         bench.target(f"vq n={n} k={k} d={d} >= 4x compiled matmul+argmin", times, "compile-mm+argmin", 4.0)
@@ -362,8 +385,13 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
                 "eager": lambda: eager_group_norm_silu(x, w, b),
                 "compile": lambda f=bench.compiled(eager_group_norm_silu): f(x, w, b),
             },
-            nbytes=2 * x.numel() * x.element_size(),
+            **dict(zip(("flops", "nbytes"), costs.group_norm_silu_cost(x.numel(), x.element_size()))),
+            rate="bytes",
         )
+        if kind == "vae" and bench.device.type == "cuda":
+            chosen = groupnorm_triton._SPLIT_PLANS.get(next(reversed(groupnorm_triton._SPLIT_PLANS), None))
+            print(f"           tuned plan: {chosen}")
+            RECORDS.append(dict(kind="tuned", kernel="groupnorm", case=label(shape, dtype), config=str(chosen)))
         if kind == "unet":
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 2x eager", times, "eager", 2.0)
         else:
@@ -410,7 +438,8 @@ def bench_sampler(bench: Bench, sizes: dict) -> None:
                 "eager": lambda: K.sampler_step_reference(x_t, eps_c, **kwargs),
                 "compile": lambda f=bench.compiled(K.sampler_step_reference): f(x_t, eps_c, **kwargs),
             },
-            nbytes=6 * x_t.numel() * x_t.element_size(),
+            **dict(zip(("flops", "nbytes"), costs.sampler_step_cost(x_t.numel(), x_t.element_size()))),
+            rate="bytes",
         )
         bench.target(f"sampler step {label(shape, torch.float32)} >= 1.0x torch.compile",
                      times, "compile", 1.0)

@@ -69,6 +69,7 @@ def _attention_fwd_kernel(
     INPUT_PRECISION: tl.constexpr,
     EVEN_N: tl.constexpr,
     EVEN_D: tl.constexpr,
+    LAZY_RESCALE: tl.constexpr = False,  # FlashAttention-4's conditional rescaling (in the loop)
 ):
     # Which (batch, head) and which block of queries this program owns.
     pid = tl.program_id(0)
@@ -117,39 +118,75 @@ def _attention_fwd_kernel(
             kt = kt.to(tl.float32)
             v = v.to(tl.float32)
 
-        # s = scale * log2(e) * q k^T: BLOCK_M x BLOCK_N scores in base-2 units.
-        s = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale
+        # s = q k^T, BLOCK_M x BLOCK_N raw scores; the scale comes in below.
+        s = tl.dot(q, kt, input_precision=INPUT_PRECISION)
         if not EVEN_N:
             s = tl.where(cols[None, :] < N_KV, s, float("-inf"))  # keys past the end
         if CAUSAL:
             s = tl.where(cols[None, :] <= offs_m[:, None], s, float("-inf"))  # key j <= query i
 
-        # The online softmax update (module docstring).
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        # acc = alpha * acc + p @ v, accumulated inside the matrix unit
-        acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=INPUT_PRECISION)
-        m_i = m_new
+        # The online softmax update (module docstring), in base-2 units: the scores are
+        # qk_scale * s. qk_scale > 0 (the launcher sees to it), so max(qk_scale * s) is
+        # qk_scale * max(s), and qk_scale * s - m_new is one fused multiply-add per score.
+        row_max = tl.max(s, 1) * qk_scale  # this block's max per query
+        if LAZY_RESCALE:
+            # Keep the old max until some row's max grows by more than 2**8: then p <= 256
+            # (safe in fp16 and bf16) and the rescaling of acc, a BLOCK_M x BLOCK_D multiply
+            # that waits on the matrix unit, is skipped in most blocks. acc / l is unchanged:
+            # both carry the same factor 2**-m_i.
+            if tl.max(row_max - m_i, 0) > 8.0:
+                m_new = tl.maximum(m_i, row_max)
+                alpha = tl.exp2(m_i - m_new)
+                l_i = l_i * alpha
+                acc = acc * alpha[:, None]
+                m_i = m_new
+            p = tl.exp2(s * qk_scale - m_i[:, None])
+            l_i = l_i + tl.sum(p, 1)
+            acc = tl.dot(p.to(v.dtype), v, acc=acc, input_precision=INPUT_PRECISION)
+        else:
+            m_new = tl.maximum(m_i, row_max)
+            alpha = tl.exp2(m_i - m_new)
+            p = tl.exp2(s * qk_scale - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            # acc = alpha * acc + p @ v, accumulated inside the matrix unit
+            acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=INPUT_PRECISION)
+            m_i = m_new
 
     out = acc / l_i[:, None]
     o_ptrs = O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=(offs_m[:, None] < N_Q) & d_mask)
 
 
-# Long sequences: a handful of tile shapes, timed once per (n, m, d, causal, dtype) on the GPU.
+# Long sequences: tile shapes timed once per (n, m, d, causal) on the GPU. Compiled for sm_90 with
+# ptxas (no GPU needed), at d = 128 the 128-row tiles spill registers with 4 warps and 128 x 128
+# tiles with 8 warps need 224 KB of shared memory at 3 stages; the pruning below drops the spills.
 _LONG_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=4),
+    triton.Config({"BLOCK_M": 256, "BLOCK_N": 64}, num_warps=8, num_stages=3),
+    # The same loop with lazy rescaling, on the tiles that were fastest in the first GPU run.
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "LAZY_RESCALE": True}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "LAZY_RESCALE": True}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "LAZY_RESCALE": True}, num_warps=8, num_stages=3),
 ]
 
 
 def _prune_long_configs(configs, named_args, **kwargs):
-    """A 128 x 128 fp32 accumulator spills 4 warps' registers: keep 128-row, 4-warp tiles for d <= 64."""
-    return [c for c in configs if kwargs["BLOCK_D"] <= 64 or c.num_warps == 8 or c.kwargs["BLOCK_M"] < 128]
+    """Drop the tiles that spill registers for long heads (d > 64): 128 x 64 or wider with 4 warps,
+    and 256-row tiles; for d <= 64 every tile above fits."""
+
+    def fits(c):
+        if kwargs["BLOCK_D"] <= 64:
+            return True
+        block_m, block_n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
+        return block_m < 256 and not (block_m == 128 and block_n >= 64 and c.num_warps == 4)
+
+    return [c for c in configs if fits(c)]
 
 
 _attention_fwd_tuned = triton.autotune(
@@ -159,21 +196,26 @@ _attention_fwd_tuned = triton.autotune(
 )(_attention_fwd_kernel)
 
 # At or below this many keys and queries the tiles are sized to the sequence instead (temporal
-# attention over 8 to 64 frames): a 128-row tile for 16 frames would be 7/8 padding.
+# attention over 8 to 64 frames): a 128-row tile for 16 frames would be 7/8 padding. Such a program
+# moves a few KB and does little arithmetic: the kernel is bound by memory bandwidth, and the
+# warps per program (fewer: more programs resident per SM) are timed once per shape.
 SHORT_SEQ = 64
+_attention_fwd_short = triton.autotune(
+    configs=[triton.Config({}, num_warps=w, num_stages=st) for w in (1, 2, 4) for st in (1, 2)],
+    key=["N_Q", "N_KV", "HEAD_DIM", "CAUSAL", "BLOCK_M", "BLOCK_N"],
+)(_attention_fwd_kernel)
 
 
 def _fixed_tiles(n: int, m: int, block_d: int, dtype: torch.dtype) -> dict | None:
     """Tile sizes and launch options chosen by rule, or None where the autotuner picks them."""
     if interpreting():
         # Few, large tiles: the interpreter pays per program and per loop step, not per element.
-        return dict(BLOCK_M=32, BLOCK_N=64)
+        return dict(BLOCK_M=32, BLOCK_N=64, num_warps=4)
     if dtype == torch.float32:
         # Exact fp32 products run on CUDA cores; small tiles keep the operands in registers.
         return dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
-    if max(n, m) <= SHORT_SEQ:
-        tiles = dict(BLOCK_M=max(16, triton.next_power_of_2(n)), BLOCK_N=max(16, triton.next_power_of_2(m)))
-        return tiles | dict(num_warps=4, num_stages=2)
+    if max(n, m) <= SHORT_SEQ:  # warps and stages: _attention_fwd_short
+        return dict(BLOCK_M=max(16, triton.next_power_of_2(n)), BLOCK_N=max(16, triton.next_power_of_2(m)))
     if block_d > 128:
         # Long heads: smaller tiles keep q, k, v within registers and shared memory.
         return dict(BLOCK_M=64, BLOCK_N=32, num_warps=8, num_stages=2)
@@ -198,6 +240,12 @@ def attention_triton(
     if b * h * n * m == 0:
         return out.zero_()  # no keys: softmax over nothing, an empty sum
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    # The kernel takes a positive scale (it scales the running max, see the loop): fold a sign
+    # into q; a zero scale makes every score 0, as q = 0 does.
+    if scale < 0:
+        q, scale = -q, -scale
+    elif scale == 0:
+        q, scale = torch.zeros_like(q), 1.0
     block_d = max(16, triton.next_power_of_2(d))  # tl.dot needs K >= 16
 
     def grid(meta):
@@ -218,6 +266,8 @@ def attention_triton(
     tiles = _fixed_tiles(n, m, block_d, q.dtype)
     if tiles is None:
         _attention_fwd_tuned[grid](*args, **options)
+    elif "num_warps" not in tiles:
+        _attention_fwd_short[grid](*args, **options, **tiles)
     else:
         _attention_fwd_kernel[grid](*args, **options, **tiles)
     return out

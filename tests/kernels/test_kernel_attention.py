@@ -59,6 +59,17 @@ def test_attention_takes_strided_inputs_and_a_custom_scale(force_triton):
     torch.testing.assert_close(out, attention_reference(q, k, v, scale=0.3), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [-0.4, 0.0])
+def test_attention_takes_a_negative_or_zero_scale(scale, force_triton):
+    """The kernel scales the running max, which needs scale > 0; the launcher folds the sign into q."""
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 1, 20, 16, generator=gen) for _ in range(3))
+    for causal in (False, True):
+        out = attention(q, k, v, causal=causal, scale=scale)
+        ref = attention_reference(q, k, v, causal=causal, scale=scale)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
 def test_temporal_attention_many_heads_short_sequences(force_triton):
     """Video temporal attention: ``(b h w) heads t d`` with t frames; many (batch, head) pairs."""
     gen = torch.Generator().manual_seed(3)
@@ -97,3 +108,21 @@ def test_attention_rejects_bad_layouts(q_shape, kv_shape, match):
     with pytest.raises(ValueError, match=match):
         attention(q, kv, kv)
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_lazy_rescaling_gives_the_same_output(dtype, force_triton, monkeypatch):
+    """The autotuner's LAZY_RESCALE tiles (keep the old max until it grows by 2**8) equal the
+    reference, on scores large enough that the max grows across key blocks."""
+    from genlib.kernels import attention_triton
+
+    tiles = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, LAZY_RESCALE=True)
+    monkeypatch.setattr(attention_triton, "_fixed_tiles", lambda *args: tiles)
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randn(1, 1, 40, 16, generator=gen).to(dtype)
+    k = (torch.randn(1, 1, 70, 16, generator=gen) * torch.linspace(0.1, 3, 70)[:, None]).to(dtype)
+    v = torch.randn(1, 1, 70, 16, generator=gen).to(dtype)
+    for causal in (False, True):
+        out = attention(q, k, v, causal=causal, scale=2.0)
+        ref = attention_reference(q.float(), k.float(), v.float(), causal=causal, scale=2.0)
+        torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
