@@ -388,10 +388,6 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
             **dict(zip(("flops", "nbytes"), costs.group_norm_silu_cost(x.numel(), x.element_size()))),
             rate="bytes",
         )
-        if kind == "vae" and bench.device.type == "cuda":
-            chosen = groupnorm_triton._SPLIT_PLANS.get(next(reversed(groupnorm_triton._SPLIT_PLANS), None))
-            print(f"           tuned plan: {chosen}")
-            RECORDS.append(dict(kind="tuned", kernel="groupnorm", case=label(shape, dtype), config=str(chosen)))
         if kind == "unet":
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 2x eager", times, "eager", 2.0)
         else:

@@ -24,23 +24,13 @@ A group is cut into ``pieces``: channel blocks of ``BLOCK_C`` rows times spatial
     ``_group_norm_silu_kernel`` adds its group's sums, then normalises its own piece.
 Then ``y = (x - mu) / sqrt(var + eps) * weight + bias`` (one multiply-add per value with
 ``scale = weight / sqrt(var + eps)`` and ``shift = bias - mu * scale``) and ``out = y * sigmoid(y)``.
-
-The split path reads ``x`` twice. The second read can come from L2 (50 MB on an H100) instead of
-memory: the sums kernel asks L2 to keep ``x`` (``evict_last``), and the normalising kernel walks the
-pieces in *reverse*, so it starts with the ones the sums kernel read last, still in cache; its own
-loads and stores stream (``evict_first``). How a group is cut (tile size, pieces, warps) is timed
-once per shape on the GPU (:func:`split_plan`), as ``triton.autotune`` does for one kernel.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import triton
 import triton.language as tl
-
-import triton.testing
 
 from genlib.kernels.dispatch import interpreting
 from genlib.kernels.groupnorm import check_group_norm_inputs
@@ -68,9 +58,7 @@ def _piece_bounds(
 
 
 @triton.jit
-def _shifted_sums(
-    X, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, KEEP_IN_L2: tl.constexpr
-):
+def _shifted_sums(X, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """S1, S2 = sum (x - pivot), sum (x - pivot)^2 over rows [c_lo, c_hi) x columns [s_lo, s_hi)."""
     s1 = tl.zeros([BLOCK_C, BLOCK_S], dtype=tl.float32)
     s2 = tl.zeros([BLOCK_C, BLOCK_S], dtype=tl.float32)
@@ -79,11 +67,8 @@ def _shifted_sums(
         for s0 in range(s_lo, s_hi, BLOCK_S):
             cols = s0 + tl.arange(0, BLOCK_S)
             ok = (rows[:, None] < c_hi) & (cols[None, :] < s_hi)
-            if KEEP_IN_L2:  # a second pass will read x again
-                x = tl.load(X + rows[:, None] * S + cols[None, :], mask=ok, other=0.0, eviction_policy="evict_last")
-            else:
-                x = tl.load(X + rows[:, None] * S + cols[None, :], mask=ok, other=0.0)
-            x = tl.where(ok, x.to(tl.float32) - pivot, 0.0)
+            x = tl.load(X + rows[:, None] * S + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+            x = tl.where(ok, x - pivot, 0.0)
             s1 += x
             s2 += x * x
     return tl.sum(s1), tl.sum(s2)  # over both axes
@@ -101,8 +86,7 @@ def _group_sums_kernel(
     )
     x_group = X + group.to(tl.int64) * GROUP_SIZE  # int64: b * c * s can pass 2**31
     pivot = tl.load(x_group).to(tl.float32)  # K: the group's first value
-    # evict_last: keep x in L2 for the normalising kernel's second read
-    s1, s2 = _shifted_sums(x_group, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S, True)
+    s1, s2 = _shifted_sums(x_group, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S)
     tl.store(SUMS + 2 * pid, s1)
     tl.store(SUMS + 2 * pid + 1, s2)
 
@@ -118,11 +102,8 @@ def _group_norm_silu_kernel(
     BLOCK_S: tl.constexpr,
     BLOCK_PIECES: tl.constexpr,
     SPLIT: tl.constexpr,  # PIECES > 1: the sums come from _group_sums_kernel
-    REVERSE: tl.constexpr,  # walk the pieces last to first (the last ones read are still in L2)
 ):
     pid = tl.program_id(0)
-    if REVERSE:
-        pid = tl.num_programs(0) - 1 - pid
     group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(
         pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, SPLIT
     )
@@ -131,7 +112,7 @@ def _group_norm_silu_kernel(
 
     # Group statistics from the shifted sums (module docstring).
     if not SPLIT:
-        s1, s2 = _shifted_sums(X + offset, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S, False)
+        s1, s2 = _shifted_sums(X + offset, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S)
     else:
         p = tl.arange(0, BLOCK_PIECES)
         sums = SUMS + 2 * (group * PIECES + p)
@@ -157,121 +138,10 @@ def _group_norm_silu_kernel(
             cols = s0 + tl.arange(0, BLOCK_S)
             ok = row_ok[:, None] & (cols[None, :] < s_hi)
             at = offset + rows[:, None] * S + cols[None, :]
-            # In the split path this is x's last use: stream it (and y) through L2.
-            if SPLIT:
-                x = tl.load(X + at, mask=ok, other=0.0, eviction_policy="evict_first")
-            else:
-                x = tl.load(X + at, mask=ok, other=0.0)
-            y = x.to(tl.float32) * scale[:, None] + shift[:, None]
-            y = (y * tl.sigmoid(y)).to(Y.dtype.element_ty)  # SiLU
-            if SPLIT:
-                tl.store(Y + at, y, mask=ok, eviction_policy="evict_first")
-            else:
-                tl.store(Y + at, y, mask=ok)
-
-
-class Plan(NamedTuple):
-    """How one launch cuts the groups: tile ``block_c x block_s``, ``pieces`` per group, warps."""
-
-    block_c: int
-    block_s: int
-    channel_blocks: int
-    s_chunks: int
-    chunk_s: int
-    pieces: int
-    num_warps: int
-    reverse: bool
-
-
-def plan(
-    b: int, c: int, s: int, num_groups: int, *, pieces: int | None = None, tile: int | None = None,
-    num_warps: int | None = None, reverse: bool = True,
-) -> Plan:
-    """Tiles of up to ``tile`` values (whole rows when ``s`` is short), and the group cut into about
-    ``pieces`` (default: enough for ``TARGET_PROGRAMS`` programs) channel blocks x spatial chunks."""
-    channels_per_group = c // num_groups
-    if tile is None:
-        # The interpreter runs tiny tests, where small tiles exercise the loops.
-        tile = 128 if interpreting() else 2048
-    block_s = min(tile, triton.next_power_of_2(s))
-    block_c = min(triton.next_power_of_2(channels_per_group), max(1, tile // block_s))
-    channel_blocks = triton.cdiv(channels_per_group, block_c)
-    if pieces is None:
-        pieces = triton.cdiv(TARGET_PROGRAMS, b * num_groups)
-    # Cut the rows first into channel blocks, then (only as far as needed) into spatial chunks.
-    s_chunks = min(triton.cdiv(pieces, channel_blocks), triton.cdiv(s, block_s), MAX_PIECES // channel_blocks)
-    s_chunks = max(1, s_chunks)
-    chunk_s = triton.cdiv(triton.cdiv(s, s_chunks), block_s) * block_s  # whole tiles per chunk
-    s_chunks = triton.cdiv(s, chunk_s)
-    pieces = 1 if pieces <= 1 else channel_blocks * s_chunks
-    if num_warps is None:
-        num_warps = 8 if block_c * block_s >= 2048 else 4
-    return Plan(block_c, block_s, channel_blocks, s_chunks, chunk_s, pieces, num_warps, reverse)
-
-
-# Candidates timed by split_plan for a large shape whose groups are cut into pieces: (tile, programs
-# aimed at, warps, reverse). Compiled for sm_90, 4096-value tiles need 160 registers a thread with 4
-# warps (few programs per SM), 64 with 8; 2048-value tiles 40-48.
-SPLIT_CANDIDATES = (
-    [(2048, programs, 8, True) for programs in (1024, 2048, 4096, 8192)]
-    + [(4096, programs, 8, True) for programs in (1024, 2048, 4096)]
-    + [(2048, TARGET_PROGRAMS, 4, True), (2048, TARGET_PROGRAMS, 8, False)]  # fewer warps; forward order
-)
-# Below this many values the rule of `plan` is used untimed: U-Net activations of a small batch
-# take a few microseconds, and timing every new shape would cost more than it could save.
-TUNE_MIN_NUMEL = 1 << 22
-_SPLIT_PLANS: dict[tuple, Plan] = {}
-
-
-def split_plan(x: torch.Tensor, weight, bias, num_groups: int, eps: float) -> Plan:
-    """The fastest of ``SPLIT_CANDIDATES`` for this shape and dtype, timed once on the GPU (a few
-    seconds with the compiles) and remembered; the rule of :func:`plan` where the groups are not
-    split, ``x`` is smaller than ``TUNE_MIN_NUMEL`` values, or on the CPU."""
-    b, c = x.shape[:2]
-    s = x[0, 0].numel()
-    default = plan(b, c, s, num_groups)
-    if default.pieces == 1 or x.numel() < TUNE_MIN_NUMEL or not x.is_cuda or interpreting():
-        return default
-    key = (b, c, s, num_groups, x.dtype, weight is not None, bias is not None, x.device)
-    if key not in _SPLIT_PLANS:
-        y = torch.empty_like(x)
-        timed = {}
-        for tile, programs, warps, reverse in SPLIT_CANDIDATES:
-            p = plan(b, c, s, num_groups, pieces=triton.cdiv(programs, b * num_groups), tile=tile,
-                     num_warps=warps, reverse=reverse)
-            if p not in timed:
-                timed[p] = triton.testing.do_bench(
-                    lambda: _launch(x, y, weight, bias, num_groups, eps, p), warmup=5, rep=20,
-                    return_mode="median",
-                )
-        _SPLIT_PLANS[key] = min(timed, key=timed.get)
-    return _SPLIT_PLANS[key]
-
-
-def _launch(x, y, weight, bias, num_groups: int, eps: float, p: Plan) -> None:
-    """Launch the kernels of plan ``p`` on a contiguous ``x``, writing ``y``."""
-    b, c = x.shape[:2]
-    s = x[0, 0].numel()
-    channels_per_group = c // num_groups
-    grid = (b * num_groups * p.pieces,)
-    sizes = (channels_per_group * s, s, channels_per_group)
-    tiles = dict(BLOCK_C=p.block_c, BLOCK_S=p.block_s, num_warps=p.num_warps)
-    sums = torch.empty(2 * grid[0] if p.pieces > 1 else 0, dtype=torch.float32, device=x.device)
-    if p.pieces > 1:
-        _group_sums_kernel[grid](x, sums, *sizes, p.pieces, p.s_chunks, p.chunk_s, **tiles)
-    _group_norm_silu_kernel[grid](
-        x, y,
-        x if weight is None else weight,  # a placeholder pointer, never read when HAS_WEIGHT is False
-        x if bias is None else bias,
-        sums,
-        *sizes, num_groups, p.pieces, p.s_chunks, p.chunk_s, eps,
-        HAS_WEIGHT=weight is not None,
-        HAS_BIAS=bias is not None,
-        BLOCK_PIECES=max(2, triton.next_power_of_2(p.pieces)),
-        SPLIT=p.pieces > 1,
-        REVERSE=p.reverse and p.pieces > 1,
-        **tiles,
-    )
+            x = tl.load(X + at, mask=ok, other=0.0).to(tl.float32)
+            y = x * scale[:, None] + shift[:, None]
+            y = y * tl.sigmoid(y)  # SiLU
+            tl.store(Y + at, y.to(Y.dtype.element_ty), mask=ok)
 
 
 def group_norm_silu_triton(
@@ -282,29 +152,56 @@ def group_norm_silu_triton(
     num_groups: int,
     eps: float = 1e-5,
     pieces: int | None = None,
-    tile: int | None = None,
-    num_warps: int | None = None,
-    reverse: bool = True,
 ) -> torch.Tensor:
     """Run the kernels on ``x: b c h w`` or ``b c t h w``; returns a contiguous tensor like x.
 
-    With no launch options the plan is :func:`split_plan`'s (timed once per shape on a GPU).
-    ``pieces`` (per group, a wish rounded to whole tiles), ``tile`` (values per tile, a power of
-    two), ``num_warps`` and ``reverse`` (the normalising pass walks the pieces last to first) fix
-    the plan instead: tests set them to reach every path, the benchmark to compare plans.
+    ``pieces`` (per group, a wish rounded to whole tiles) defaults to enough for about
+    ``TARGET_PROGRAMS`` programs; tests set it to reach both the one-launch and the split path.
     """
     check_group_norm_inputs(x, num_groups, weight, bias)
-    if tile is not None and (tile < 1 or tile & (tile - 1)):
-        raise ValueError(f"group_norm_silu_triton: tile must be a power of two, got {tile}")
     x = x.contiguous()
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
-    if pieces is None and tile is None and num_warps is None:
-        p = split_plan(x, weight, bias, num_groups, eps)
-    else:
-        b, c = x.shape[:2]
-        p = plan(b, c, x[0, 0].numel(), num_groups, pieces=pieces, tile=tile, num_warps=num_warps,
-                 reverse=reverse)
-    _launch(x, y, weight, bias, num_groups, eps, p)
+    b, c = x.shape[:2]
+    s = x[0, 0].numel()
+    channels_per_group = c // num_groups
+
+    # Tiles of up to `tile` values: whole rows when s is short. The interpreter runs tiny tests,
+    # where small tiles exercise the loops.
+    tile = 128 if interpreting() else 2048
+    block_s = min(tile, triton.next_power_of_2(s))
+    block_c = min(triton.next_power_of_2(channels_per_group), tile // block_s)
+    channel_blocks = triton.cdiv(channels_per_group, block_c)
+    if pieces is None:
+        pieces = triton.cdiv(TARGET_PROGRAMS, b * num_groups)
+    # Cut the rows first into channel blocks, then (only as far as needed) into spatial chunks.
+    s_chunks = min(triton.cdiv(pieces, channel_blocks), triton.cdiv(s, block_s), MAX_PIECES // channel_blocks)
+    s_chunks = max(1, s_chunks)
+    chunk_s = triton.cdiv(triton.cdiv(s, s_chunks), block_s) * block_s  # whole tiles per chunk
+    s_chunks = triton.cdiv(s, chunk_s)
+    pieces = 1 if pieces <= 1 else channel_blocks * s_chunks
+    grid = (b * num_groups * pieces,)
+    num_warps = 8 if block_c * block_s >= 2048 else 4
+    sizes = (channels_per_group * s, s, channels_per_group)
+
+    sums = torch.empty(2 * grid[0] if pieces > 1 else 0, dtype=torch.float32, device=x.device)
+    if pieces > 1:
+        _group_sums_kernel[grid](
+            x, sums, *sizes, pieces, s_chunks, chunk_s, BLOCK_C=block_c, BLOCK_S=block_s, num_warps=num_warps
+        )
+    _group_norm_silu_kernel[grid](
+        x, y,
+        x if weight is None else weight,  # a placeholder pointer, never read when HAS_WEIGHT is False
+        x if bias is None else bias,
+        sums,
+        *sizes, num_groups, pieces, s_chunks, chunk_s, eps,
+        HAS_WEIGHT=weight is not None,
+        HAS_BIAS=bias is not None,
+        BLOCK_C=block_c,
+        BLOCK_S=block_s,
+        BLOCK_PIECES=max(2, triton.next_power_of_2(pieces)),
+        SPLIT=pieces > 1,
+        num_warps=num_warps,
+    )
     return y
