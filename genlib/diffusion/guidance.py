@@ -1,0 +1,89 @@
+"""Calling the network, classifier-free guidance and thresholding of the predicted x0.
+
+Guidance convention (one for all of genlib, diffusers' ``guidance_scale``):
+
+    eps = eps_u + s (eps_c - eps_u)          s = 1: conditional model alone, s = 0: unconditional
+
+Other ways of writing it, converted to ``s``:
+
+* the survey (§8.5, §9.3): ``w eps_c + (1 - w) eps_u``  ->  ``s = w``   (:func:`scale_from_survey`)
+* Imagen / Imagen Video / Ho & Salimans: ``(1 + w) eps_c - w eps_u``  ->  ``s = 1 + w``
+  (:func:`scale_from_imagen`). So "w = 0" means *no guidance* there and *unconditional* in the
+  survey's form: the two conventions disagree exactly at the value people quote most.
+
+Guidance is applied at sampling time; the unconditional prediction comes from the same network,
+trained with its condition dropped some of the time.
+
+Thresholding acts on the predicted clean image ``x0`` (not on the noise prediction):
+
+* static: ``x0 <- clip(x0, -1, 1)``
+* dynamic (Imagen): per sample ``s_i = percentile(|x0_i|, p)``, ``s_i <- max(s_i, 1)`` (and at most
+  ``max_value``), then ``x0_i <- clip(x0_i, -s_i, s_i) / s_i``. Clamping ``s_i`` *below* at 1 keeps
+  images already in range untouched; an *upper* clamp of 1 would make ``s_i = 1`` always, i.e.
+  static clipping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def model_output(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
+    """``model(x_t, t)`` or ``model(x_t, t, cond)``, checking that the output has ``x_t``'s shape."""
+    out = model(x_t, t) if cond is None else model(x_t, t, cond)
+    if not isinstance(out, torch.Tensor) or out.shape != x_t.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model must return a prediction of x_t's layout b ... and shape {tuple(x_t.shape)}, got {got}")
+    return out
+
+
+def cfg_combine(pred_cond: torch.Tensor, pred_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """``pred_u + s (pred_c - pred_u)``: classifier-free guidance in genlib's convention.
+
+    Linear in the prediction, so it means the same for ``epsilon`` and ``v_prediction`` outputs.
+    """
+    if pred_cond.shape != pred_uncond.shape:
+        raise ValueError(f"conditional and unconditional predictions must share a shape: "
+                         f"{tuple(pred_cond.shape)} vs {tuple(pred_uncond.shape)}")
+    return pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+
+
+def scale_from_survey(w: float) -> float:
+    """The survey's ``w cond + (1 - w) uncond`` is genlib's ``s = w``."""
+    return float(w)
+
+
+def scale_from_imagen(w: float) -> float:
+    """Imagen's ``(1 + w) cond - w uncond`` is genlib's ``s = 1 + w``."""
+    return 1.0 + float(w)
+
+
+def static_threshold(x0: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
+    """``clip(x0, -limit, limit)``."""
+    if not limit > 0:
+        raise ValueError(f"static threshold limit must be > 0, got {limit}")
+    return x0.clamp(-limit, limit)
+
+
+def dynamic_threshold_scale(x0: torch.Tensor, percentile: float = 0.995, max_value: float | None = None) -> torch.Tensor:
+    """Imagen's per-sample scale ``s_i = max(quantile(|x0_i|, percentile), 1)`` (``(b,)``),
+    optionally capped at ``max_value`` (diffusers' ``sample_max_value``)."""
+    if x0.ndim < 2:
+        raise ValueError(f"dynamic thresholding needs x0 of layout b ... (at least 2 dims), got shape {tuple(x0.shape)}")
+    if not 0 < percentile <= 1:
+        raise ValueError(f"percentile must be in (0, 1], got {percentile}")
+    if max_value is not None and max_value < 1:
+        raise ValueError(f"max_value must be >= 1 (else thresholding is static clipping), got {max_value}")
+    s = torch.quantile(x0.detach().float().abs().flatten(1), percentile, dim=1)
+    s = s.clamp(min=1.0)
+    if max_value is not None:
+        s = s.clamp(max=max_value)
+    return s
+
+
+def dynamic_threshold(x0: torch.Tensor, percentile: float = 0.995, max_value: float | None = None) -> torch.Tensor:
+    """``clip(x0_i, -s_i, s_i) / s_i`` with :func:`dynamic_threshold_scale`'s ``s_i``."""
+    s = dynamic_threshold_scale(x0, percentile, max_value).to(x0.dtype).reshape(-1, *[1] * (x0.ndim - 1))
+    return torch.minimum(torch.maximum(x0, -s), s) / s

@@ -1,0 +1,259 @@
+"""DDPM (Ho et al. 2020; survey §7): a U-Net trained with Algorithm 2, sampled with Algorithm 5 or DDIM.
+
+The whole API, used by chapter 07 and Appendix D:
+
+* :class:`DDPMConfig` -- world, image size, schedule, prediction type, U-Net size and training
+  budget; ``DDPMConfig.preset(world, schedule_kind)`` picks the active profile's values.
+* :func:`load_ddpm` -- the trained model from the cache (:mod:`genlib.zoo`), or trained now.
+* :func:`train_ddpm` -- the training loop (used by ``load_ddpm``; call it to train by hand).
+* :func:`sample` -- images from a trained model with the DDPM or DDIM sampler.
+* :class:`PointDenoiser` / :func:`load_toy_ddpm` -- a small MLP denoiser for 2-D toy data, whose
+  sample paths can be drawn (chapter 07's trajectory view).
+
+A :class:`DDPM` is an ``nn.Module`` whose ``forward(x_t, t)`` is the U-Net's prediction; it carries
+its :class:`~genlib.diffusion.NoiseSchedule` as ``model.schedule`` and its training loss history
+in ``model.info["history"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from genlib import config, train, zoo
+from genlib.data import digits, shapes, toy2d
+from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
+from genlib.diffusion.parameterisation import check_prediction_type
+from genlib.diffusion.schedules import KINDS
+from genlib.nn.embeddings import TimestepEmbedding
+from genlib.nn.unet import UNet, UNetConfig
+
+WORLDS = ("shapes", "digits")
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPMConfig:
+    """Everything that fixes a trained DDPM (all of it is part of the model-cache key)."""
+
+    world: str = "shapes"            # shapes (3 channels) | digits (1 channel)
+    image_size: int = 16
+    schedule: str = "linear"         # linear | cosine | scaled_linear
+    num_train_timesteps: int = 1000  # T
+    prediction_type: str = "epsilon"  # epsilon | sample | v_prediction
+    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    ema_decay: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.world not in WORLDS:
+            raise ValueError(f"unknown world {self.world!r}; expected one of {', '.join(WORLDS)}")
+        if self.schedule not in KINDS:
+            raise ValueError(f"unknown schedule kind {self.schedule!r}; expected one of {', '.join(KINDS)}")
+        check_prediction_type(self.prediction_type)
+        channels = 3 if self.world == "shapes" else 1
+        if self.unet.in_channels != channels or self.unet.image_size != self.image_size:
+            raise ValueError(f"the U-Net must read {channels}-channel {self.image_size}x{self.image_size} images "
+                             f"for world={self.world!r}, got in_channels={self.unet.in_channels}, "
+                             f"image_size={self.unet.image_size}")
+
+    @classmethod
+    def preset(cls, world: str = "shapes", schedule_kind: str = "linear", **overrides) -> "DDPMConfig":
+        """The active profile's DDPM for ``world``: ``ci`` proves the code path, ``cpu`` trains pixel
+        diffusion at 16x16 for about a thousand steps, ``gpu`` at 32x32 (shapes) with a 4.6M U-Net."""
+        if world not in WORLDS:
+            raise ValueError(f"unknown world {world!r}; expected one of {', '.join(WORLDS)}")
+        size = config.pick(ci=16, cpu=16, gpu=32 if world == "shapes" else 16)
+        channels = 3 if world == "shapes" else 1
+        unet = config.pick(
+            ci=dict(base_channels=16, channel_mult=(1, 2), attention_resolutions=()),
+            cpu=dict(base_channels=32, channel_mult=(1, 2), attention_resolutions=()),
+            gpu=dict(base_channels=64, channel_mult=(1, 2, 2), attention_resolutions=(8,)),
+        )
+        budget = config.pick(
+            ci=dict(steps=30, batch_size=8, warmup=5, ema_decay=None),
+            cpu=dict(steps=1200 if world == "shapes" else 800, batch_size=32, warmup=100, ema_decay=0.995),
+            gpu=dict(steps=2000 if world == "shapes" else 1500, batch_size=128, warmup=200, ema_decay=0.999),
+        )
+        unet_cfg = UNetConfig(in_channels=channels, image_size=size, **unet)
+        return cls(world=world, image_size=size, schedule=schedule_kind, unet=unet_cfg, **{**budget, **overrides})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["unet"] = dataclasses.asdict(self.unet)
+        return d
+
+
+class DDPM(nn.Module):
+    """A U-Net noise predictor with its schedule: ``forward(x_t: b c h w, t: b) -> b c h w``."""
+
+    def __init__(self, cfg: DDPMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.unet = UNet(cfg.unet)
+        self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
+        self.info: dict = {}
+
+    @property
+    def prediction_type(self) -> str:
+        return self.cfg.prediction_type
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
+        return self.unet(x_t, t, cond)
+
+    def loss(self, x0: torch.Tensor) -> torch.Tensor:
+        """Algorithm 2 on a batch ``x0: b c h w``: the simple loss, eq. 14."""
+        return diffusion_loss(self, self.schedule, x0, prediction_type=self.cfg.prediction_type)
+
+
+def data_batches(cfg: DDPMConfig):
+    """A callable ``step -> b c h w`` batch of training images from the config's world."""
+    if cfg.world == "shapes":
+        stream = shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed)
+        return lambda step: next(stream).images
+    images, _ = digits.load(cfg.image_size, "train", seed=cfg.seed)
+
+    def batch(step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        return images[torch.randint(len(images), (cfg.batch_size,), generator=g)]
+
+    return batch
+
+
+def train_ddpm(model: DDPM) -> dict:
+    """Train ``model`` in place with Algorithm 2 for ``cfg.steps`` steps; returns ``{"history": ...}``."""
+    cfg = model.cfg
+    history = train.fit(model, lambda m, x0: m.loss(x0), data_batches(cfg), cfg.steps, lr=cfg.lr,
+                        warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
+                        desc=f"DDPM {cfg.world} {cfg.schedule}")
+    return {"history": history.to_dict()}
+
+
+def load_ddpm(world: str = "shapes", schedule_kind: str = "linear", cfg: DDPMConfig | None = None,
+              **overrides) -> DDPM:
+    """The trained DDPM for ``world`` and ``schedule_kind``: loaded from the model cache, or trained
+    now (``cfg`` or ``DDPMConfig.preset(world, schedule_kind, **overrides)``). The model is in eval
+    mode on :func:`genlib.config.device`; ``model.info`` holds the loss history and
+    ``model.from_cache`` whether it was loaded."""
+    cfg = cfg or DDPMConfig.preset(world, schedule_kind, **overrides)
+    if cfg.world != world or cfg.schedule != schedule_kind:
+        raise ValueError(f"cfg is for world={cfg.world!r}, schedule={cfg.schedule!r}; asked for {world!r}, {schedule_kind!r}")
+    trained = zoo.get_or_train("ddpm", DDPM, train_ddpm, cfg)
+    trained.model.info = trained.info
+    trained.model.from_cache = trained.loaded
+    return trained.model
+
+
+def sample(model: nn.Module, n: int, *, sampler: str = "ddim", num_steps: int | None = None, eta: float = 0.0,
+           variance: str = "fixed_small", schedule: NoiseSchedule | None = None, shape: tuple | None = None,
+           clip_sample: float | None = 1.0, seed: int = 0, batch_size: int = 256, record: bool = False, **kw):
+    """``n`` samples ``n c h w`` in [-1, 1] from a trained model (a :class:`DDPM` or :class:`PointDenoiser`).
+
+    ``sampler="ddpm"`` is Algorithm 5 (``variance`` fixed_small / fixed_large, every timestep unless
+    ``num_steps``); ``"ddim"`` runs ``num_steps`` (default 50) steps with ``eta``. x0 is clipped to
+    ``[-clip_sample, clip_sample]`` (``None``: no clipping). Noise comes from a generator seeded with
+    ``seed``; samples are drawn in batches of ``batch_size``. With ``record=True`` returns
+    ``(samples, trajectory)`` (only for a single batch). Extra keywords go to the sampler.
+    """
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"unknown sampler {sampler!r}; expected 'ddpm' or 'ddim'")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if record and n > batch_size:
+        raise ValueError(f"record=True keeps every step: draw at most batch_size={batch_size} samples")
+    schedule = schedule or model.schedule
+    if shape is None:
+        cfg = model.cfg
+        shape = (cfg.unet.in_channels, cfg.image_size, cfg.image_size) if isinstance(cfg, DDPMConfig) else (cfg.dim,)
+    kw.setdefault("prediction_type", getattr(model, "prediction_type", "epsilon"))
+    g = torch.Generator().manual_seed(seed)
+    outs, traj = [], None
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            if sampler == "ddpm":
+                out = ddpm_sample(model, schedule, (b, *shape), variance=variance, num_steps=num_steps,
+                                  clip_sample=clip_sample, generator=g, record=record, **kw)
+            else:
+                out = ddim_sample(model, schedule, (b, *shape), num_steps=num_steps or min(50, len(schedule)),
+                                  eta=eta, clip_sample=clip_sample, generator=g, record=record, **kw)
+            outs.append(out.sample.cpu())
+            traj = out.trajectory
+    finally:
+        model.train(was_training)
+    x = torch.cat(outs)
+    return (x, traj) if record else x
+
+
+# ----------------------------------------------------------------------------- 2-D toy data
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    """A denoiser for 2-D points (chapter 07's trajectory view)."""
+
+    dataset: str = "ring"
+    dim: int = 2
+    hidden: int = 128
+    schedule: str = "cosine"
+    num_train_timesteps: int = 200
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 2e-3
+    seed: int = 0
+
+    @classmethod
+    def preset(cls, dataset: str = "ring", **overrides) -> "ToyConfig":
+        budget = config.pick(ci=dict(steps=100, hidden=64), cpu=dict(steps=2000), gpu=dict(steps=4000))
+        return cls(dataset=dataset, **{**budget, **overrides})
+
+
+class PointDenoiser(nn.Module):
+    """``forward(x_t: b d, t: b) -> b d``: an MLP on the point and the sinusoidal embedding of t."""
+
+    def __init__(self, cfg: ToyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
+        self.time = TimestepEmbedding(32, cfg.hidden)
+        self.inp = nn.Linear(cfg.dim, cfg.hidden)
+        self.body = nn.Sequential(nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
+                                  nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.info: dict = {}
+
+    prediction_type = "epsilon"
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
+        if x_t.ndim != 2 or x_t.shape[1] != self.cfg.dim:
+            raise ValueError(f"PointDenoiser expects x_t of layout b d with d={self.cfg.dim}, got {tuple(x_t.shape)}")
+        return self.body(self.inp(x_t) + self.time(t))
+
+
+def train_toy(model: PointDenoiser) -> dict:
+    cfg = model.cfg
+    data, _ = toy2d.sample(cfg.dataset, 20000, seed=cfg.seed)
+
+    def batch(step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        return data[torch.randint(len(data), (cfg.batch_size,), generator=g)]
+
+    history = train.fit(model, lambda m, x0: diffusion_loss(m, m.schedule, x0), batch, cfg.steps, lr=cfg.lr,
+                        warmup=50, seed=cfg.seed, device="cpu", desc=f"toy DDPM {cfg.dataset}")
+    return {"history": history.to_dict()}
+
+
+def load_toy_ddpm(dataset: str = "ring", cfg: ToyConfig | None = None, **overrides) -> PointDenoiser:
+    """The trained 2-D denoiser for a :mod:`genlib.data.toy2d` data set (cached; trains on the CPU)."""
+    cfg = cfg or ToyConfig.preset(dataset, **overrides)
+    trained = zoo.get_or_train("ddpm-toy", PointDenoiser, train_toy, cfg, device="cpu")
+    trained.model.info = trained.info
+    trained.model.from_cache = trained.loaded
+    return trained.model

@@ -1,0 +1,18 @@
+"""Building blocks that learn: the layers the book's models are made of.
+
+One concept per module, imported by its full path (this package imports nothing, so modules can
+be added independently):
+
+* :mod:`genlib.nn.embeddings` -- the sinusoidal timestep embedding (survey eq. 15), one pinned
+  convention, and the small MLP that follows it.
+* :mod:`genlib.nn.resblock` -- the residual block of diffusion U-Nets: GroupNorm + SiLU (through
+  :func:`genlib.kernels.group_norm_silu`), 3x3 convolutions, a timestep embedding added in between.
+* :mod:`genlib.nn.attention` -- multi-head self- and cross-attention on tokens ``b n d`` and on
+  feature maps ``b c h w`` (through :func:`genlib.kernels.attention`).
+* :mod:`genlib.nn.unet` -- the U-Net of DDPM / LDM, sized by a :class:`~genlib.nn.unet.UNetConfig`
+  whose presets follow the profile.
+* :mod:`genlib.nn.quantize`, :mod:`genlib.nn.convnets` -- vector quantisation and convolutional
+  encoders/decoders (chapter 04).
+
+``nn`` stands on ``config`` and ``kernels``; it never imports ``models``.
+"""

@@ -1,0 +1,178 @@
+"""Samplers: spacings, DDIM/DDPM identities, determinism, oracle denoisers, guidance, thresholding."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from genlib.diffusion import (NoiseSchedule, ddim_sample, ddim_sigma, ddpm_sample, guidance, q_posterior,
+                              reverse_step, timesteps)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from oracles import GaussianOracle  # noqa: E402
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_spacings():
+    assert timesteps(1000, 4, "leading") == [750, 500, 250, 0]
+    assert timesteps(1000, 4, "trailing") == [999, 749, 499, 249]
+    assert timesteps(1000, 4, "linspace") == [999, 666, 333, 0]
+    for spacing in ("leading", "trailing", "linspace"):
+        assert timesteps(37, 37, spacing) == list(range(36, -1, -1))
+        for n in (1, 3, 10, 36):
+            ts = timesteps(37, n, spacing)
+            assert len(ts) == n and all(0 <= t < 37 for t in ts) and ts == sorted(set(ts), reverse=True)
+    with pytest.raises(ValueError, match="more sampling steps than"):
+        timesteps(100, 101)
+    with pytest.raises(ValueError, match="unknown spacing"):
+        timesteps(100, 10, "uniform")
+    with pytest.raises(ValueError, match="positive integer"):
+        timesteps(100, 0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_eta_one_has_ddpm_posterior_variance(kind):
+    s = NoiseSchedule(kind, 100)
+    a = s.alphas_cumprod.tolist()
+    for t in range(1, 100):
+        assert ddim_sigma(a[t], a[t - 1], 1.0) ** 2 == pytest.approx(s.posterior_variance[t].item(), rel=1e-9)
+
+
+def test_step_mean_is_the_posterior_mean():
+    s = NoiseSchedule("linear", 50)
+    g = gen()
+    x0, eps = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    for t in (1, 10, 49):
+        a, ap = s.alphas_cumprod[t].item(), s.alphas_cumprod[t - 1].item()
+        x_t = a**0.5 * x0 + (1 - a) ** 0.5 * eps
+        mean, _ = reverse_step(x_t, eps, a, ap, sigma=ddim_sigma(a, ap, 1.0), noise=None)
+        expect, _ = q_posterior(s, x0, x_t, t)
+        assert torch.allclose(mean, expect, atol=1e-10)
+
+
+def test_ddim_eta_one_equals_ddpm_for_the_same_noise():
+    s = NoiseSchedule("cosine", 40)
+    model = GaussianOracle(s, 0.3, 0.5)
+    a = ddim_sample(model, s, (8, 2), num_steps=40, eta=1.0, generator=gen(3)).sample
+    b = ddpm_sample(model, s, (8, 2), generator=gen(3)).sample
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_eta_zero_is_deterministic_and_eta_positive_is_not():
+    s = NoiseSchedule("linear", 100)
+    model = GaussianOracle(s, 0.0, 0.5)
+    x_T = torch.randn(6, 3, generator=gen())
+    one = ddim_sample(model, s, num_steps=20, eta=0.0, x_T=x_T, generator=gen(1)).sample
+    two = ddim_sample(model, s, num_steps=20, eta=0.0, x_T=x_T, generator=gen(2)).sample
+    assert torch.equal(one, two)
+    three = ddim_sample(model, s, num_steps=20, eta=0.5, x_T=x_T, generator=gen(1)).sample
+    four = ddim_sample(model, s, num_steps=20, eta=0.5, x_T=x_T, generator=gen(2)).sample
+    assert not torch.allclose(three, four)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_delta_oracle_returns_the_point(prediction_type, spacing):
+    s = NoiseSchedule("cosine", 200)
+    model = GaussianOracle(s, 0.25, 0.0, prediction_type)
+    out = ddim_sample(model, s, (5, 3), num_steps=10, spacing=spacing, prediction_type=prediction_type, generator=gen())
+    assert torch.allclose(out.sample, torch.full_like(out.sample, 0.25), atol=1e-3)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm_small", "ddpm_large", "ddim0", "ddim1"])
+def test_gaussian_oracle_samples_have_the_data_statistics(sampler):
+    s = NoiseSchedule("linear", 1000)  # fine steps: the discretisation error is small
+    model = GaussianOracle(s, 0.5, 0.3)
+    shape = (2000, 2)
+    if sampler.startswith("ddpm"):
+        x = ddpm_sample(model, s, shape, variance="fixed_small" if sampler.endswith("small") else "fixed_large", generator=gen()).sample
+    else:
+        x = ddim_sample(model, s, shape, num_steps=200, eta=float(sampler[-1]), generator=gen()).sample
+    assert x.mean().item() == pytest.approx(0.5, abs=0.02)
+    tol = 0.03 if sampler != "ddpm_large" else 0.06  # the large variance over-disperses slightly
+    assert x.std().item() == pytest.approx(0.3, abs=tol)
+
+
+def test_prediction_types_give_the_same_samples():
+    s = NoiseSchedule("linear", 60)
+    outs = [ddim_sample(GaussianOracle(s, 0.1, 0.4, k), s, (16, 3), num_steps=12, eta=0.5, prediction_type=k,
+                        generator=gen(5)).sample for k in ("epsilon", "sample", "v_prediction")]
+    assert torch.allclose(outs[0], outs[1], atol=1e-4) and torch.allclose(outs[0], outs[2], atol=1e-4)
+
+
+def test_record_trajectory():
+    s = NoiseSchedule("linear", 30)
+    out = ddim_sample(GaussianOracle(s), s, (3, 2), num_steps=7, record=True, generator=gen())
+    tr = out.trajectory
+    assert len(tr.timesteps) == 7 and len(tr.xs) == 8 and len(tr.x0s) == 7
+    assert torch.equal(tr.xs[-1], out.sample)
+    xs, x0s = tr.stacked()
+    assert xs.shape == (8, 3, 2) and x0s.shape == (7, 3, 2)
+
+
+def test_guidance_conventions_and_batching():
+    s = NoiseSchedule("linear", 40)
+    model = GaussianOracle(s, 0.0, 0.5)
+    cond, uncond = torch.full((6,), 1.0), torch.zeros(6)
+    x_T = torch.randn(6, 2, generator=gen())
+    # scale 1 is the conditional model alone; scale 0 the unconditional one
+    c1 = ddim_sample(model, s, x_T=x_T, num_steps=10, cond=cond, uncond=uncond, guidance_scale=1.0).sample
+    c_only = ddim_sample(model, s, x_T=x_T, num_steps=10, cond=cond).sample
+    u_only = ddim_sample(model, s, x_T=x_T, num_steps=10, cond=uncond).sample
+    c0 = ddim_sample(model, s, x_T=x_T, num_steps=10, cond=cond, uncond=uncond, guidance_scale=0.0).sample
+    assert torch.allclose(c1, c_only) and torch.allclose(c0, u_only, atol=1e-6)
+    # one batched call per step for tensor conditions
+    model.calls = 0
+    ddim_sample(model, s, x_T=x_T, num_steps=10, cond=cond, uncond=uncond, guidance_scale=3.0)
+    assert model.calls == 10
+    # conversions
+    e_c, e_u = torch.randn(3, 2), torch.randn(3, 2)
+    w = 2.5
+    assert torch.allclose(guidance.cfg_combine(e_c, e_u, guidance.scale_from_survey(w)), w * e_c + (1 - w) * e_u)
+    assert torch.allclose(guidance.cfg_combine(e_c, e_u, guidance.scale_from_imagen(w)), (1 + w) * e_c - w * e_u)
+    with pytest.raises(ValueError, match="needs uncond"):
+        ddim_sample(model, s, x_T=x_T, num_steps=10, cond=cond, guidance_scale=2.0)
+
+
+def test_thresholding():
+    g = gen()
+    x0 = torch.randn(4, 3, 8, 8, generator=g) * torch.tensor([0.2, 1.0, 2.0, 5.0]).reshape(4, 1, 1, 1)
+    sc = guidance.dynamic_threshold_scale(x0, 0.995)
+    assert (sc >= 1).all() and sc[0] == 1.0 and sc[3] > 5
+    out = guidance.dynamic_threshold(x0, 0.995)
+    assert torch.equal(out[0], x0[0])  # in range: untouched
+    assert out.abs().max() <= 1.0 + 1e-6
+    assert torch.equal(guidance.dynamic_threshold(x0, 0.995, max_value=1.0), guidance.static_threshold(x0, 1.0))
+    with pytest.raises(ValueError, match="percentile"):
+        guidance.dynamic_threshold_scale(x0, 1.5)
+
+
+def test_sampler_clipping_keeps_x0_in_range():
+    s = NoiseSchedule("linear", 50)
+    model = GaussianOracle(s, 0.0, 3.0)  # data far outside [-1, 1]
+    for kw in (dict(clip_sample=1.0), dict(dynamic_percentile=0.9, dynamic_max=1.0)):
+        out = ddim_sample(model, s, (4, 16), num_steps=10, record=True, generator=gen(), **kw)
+        assert max(x0.abs().max().item() for x0 in out.trajectory.x0s) <= 1.0 + 1e-5
+    with pytest.raises(ValueError, match="not both"):
+        ddim_sample(model, s, (4, 16), num_steps=10, clip_sample=1.0, dynamic_percentile=0.9)
+
+
+def test_bad_input():
+    s = NoiseSchedule("linear", 50)
+    model = GaussianOracle(s)
+    with pytest.raises(ValueError, match="more sampling steps"):
+        ddim_sample(model, s, (2, 3), num_steps=51)
+    with pytest.raises(ValueError, match="unknown prediction_type"):
+        ddim_sample(model, s, (2, 3), num_steps=5, prediction_type="score")
+    with pytest.raises(ValueError, match="does not match"):
+        ddim_sample(model, s, (2, 3), x_T=torch.zeros(2, 4), num_steps=5)
+    with pytest.raises(ValueError, match="eta"):
+        ddim_sample(model, s, (2, 3), num_steps=5, eta=-1)
+    with pytest.raises(ValueError, match="unknown variance"):
+        ddpm_sample(model, s, (2, 3), variance="learned")
+    with pytest.raises(ValueError, match="x_t's layout"):
+        ddim_sample(lambda x, t: x[:1], s, (2, 3), num_steps=5)
