@@ -7,7 +7,6 @@ import tempfile
 os.environ.setdefault("GENLIB_PROFILE", "ci")
 os.environ.setdefault("GENLIB_STATIC", "1")
 os.environ.setdefault("TRITON_INTERPRET", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 if "GENLIB_CACHE" not in os.environ:
     os.environ["GENLIB_CACHE"] = tempfile.mkdtemp(prefix="genlib-test-cache-")
