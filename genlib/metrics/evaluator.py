@@ -185,6 +185,13 @@ def features(evaluator: ShapesEvaluator, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def class_probs(evaluator: ShapesEvaluator, images: torch.Tensor) -> torch.Tensor:
+    """p(colour, shape | image) of many images (batched, no gradient): ``n 3 h w -> n 24``."""
+    evaluator.eval()
+    return _batched(evaluator.class_probs, images)
+
+
+@torch.no_grad()
 def attribute_accuracy(evaluator: ShapesEvaluator, batch: shapes.ShapesBatch) -> dict[str, float]:
     """How often the evaluator reads each attribute right on a labelled batch.
 
