@@ -102,24 +102,40 @@ class EMA:
 
         s <- decay * s + (1 - decay) * p
 
-    so after updates with parameters ``p_1 .. p_n`` the shadow is
-    ``decay^n * p_0 + sum_i (1 - decay) * decay^(n - i) * p_i``. Buffers (e.g. BatchNorm running
-    statistics) are not averaged; the model keeps its own.
+    With ``warmup=False`` the decay is constant, and after updates with parameters ``p_1 .. p_n``
+    the shadow is ``decay^n * p_0 + sum_i (1 - decay) * decay^(n - i) * p_i``: the initial weights
+    keep a share ``decay^n``. For a short run that share is not small (0.999 over 2,000 steps leaves
+    13.5%), and for a network whose output layer starts at zero it shrinks every output by that
+    share. A diffusion model's noise estimate comes out a few percent too small, which ancestral
+    sampling hides and DDIM's deterministic sampler turns into visible leftover noise. So by default
+    (``warmup=True``) update ``n`` (counting from 0) uses ``min(decay, (1 + n) / (10 + n))``, the
+    warmup common in diffusion code bases: the first updates average fast, and the share of ``p_0``
+    after ``n`` updates is at most ``prod_k (9 / (10 + k))``, below 1e-6 after 20 updates.
+    Buffers (e.g. BatchNorm running statistics) are not averaged; the model keeps its own.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, *, warmup: bool = True):
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
         self.decay = float(decay)
+        self.warmup = bool(warmup)
         self.num_updates = 0
         self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.dtype.is_floating_point}
 
+    @property
+    def current_decay(self) -> float:
+        """The decay the next :meth:`update` uses (``decay``, or less during the warmup)."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        """Move every shadow a step ``1 - decay`` towards the model's current parameter."""
+        """Move every shadow a step ``1 - current_decay`` towards the model's current parameter."""
+        decay = self.current_decay
         for n, p in model.named_parameters():
             if n in self.shadow:
-                self.shadow[n].lerp_(p.detach().to(self.shadow[n].dtype), 1.0 - self.decay)
+                self.shadow[n].lerp_(p.detach().to(self.shadow[n].dtype), 1.0 - decay)
         self.num_updates += 1
 
     @torch.no_grad()
@@ -143,10 +159,12 @@ class EMA:
                         p.copy_(backup[n])
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}
+        return {"decay": self.decay, "warmup": self.warmup, "num_updates": self.num_updates,
+                "shadow": dict(self.shadow)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.decay = float(state["decay"])
+        self.warmup = bool(state.get("warmup", False))
         self.num_updates = int(state["num_updates"])
         for n, v in state["shadow"].items():
             self.shadow[n].copy_(v)
@@ -198,7 +216,7 @@ def _batch_source(batches: Iterable[Batch] | Callable[[int], Batch]) -> Callable
     return next_batch
 
 
-def _amp_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bf16 where the GPU supports it, else fp16; ``None`` (off) on the CPU."""
     names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
     if isinstance(amp, str) and amp not in names:
@@ -268,7 +286,7 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = optimizer if optimizer is not None else torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
-    amp_dtype = _amp_dtype(amp, dev)
+    amp_dtype = autocast_dtype(amp, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     if ema_decay is not None:
         ema = EMA(model, ema_decay)

@@ -67,7 +67,7 @@ class Scalar(nn.Module):
 def test_ema_matches_the_closed_form():
     d = 0.9
     m = Scalar(2.0)
-    ema = EMA(m, d)
+    ema = EMA(m, d, warmup=False)
     for v in (1.0, 3.0):
         m.p.data.fill_(v)
         ema.update(m)
@@ -85,6 +85,25 @@ def test_ema_matches_the_closed_form():
     assert other.decay == d and other.shadow["p"].item() == pytest.approx(expected, abs=1e-6)
     ema.copy_to(m)
     assert m.p.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_ema_warmup_forgets_a_zero_initialised_layer():
+    """A weight that starts at 0 and grows linearly to 1 over n steps: without warmup the average
+    keeps decay^n of the zero start (the DDPM output-scale bug); with it the share is negligible."""
+    d, n = 0.995, 800
+    plain, warm = Scalar(0.0), Scalar(0.0)
+    emas = EMA(plain, d, warmup=False), EMA(warm, d)
+    assert emas[1].current_decay == pytest.approx(0.1)
+    for i in range(1, n + 1):
+        for model, ema in zip((plain, warm), emas):
+            model.p.data.fill_(1.0)  # already at its final value: the average should be 1
+            ema.update(model)
+    assert emas[0].shadow["p"].item() == pytest.approx(1 - d ** n, abs=1e-6)  # 0.982: 1.8% short
+    assert emas[1].shadow["p"].item() > 1 - 1e-6
+    assert emas[1].current_decay == pytest.approx(min(d, (1 + n) / (10 + n)))  # still ramping up at n=800
+    restored = EMA(Scalar(0.0), 0.5, warmup=False)
+    restored.load_state_dict(emas[1].state_dict())
+    assert restored.warmup and restored.num_updates == n
 
 
 def test_fit_with_ema_decay_leaves_the_averaged_weights_in_the_model():
@@ -105,8 +124,9 @@ def test_fit_with_ema_decay_leaves_the_averaged_weights_in_the_model():
     final = run(None, raw_params)
     sequence = raw_params + [final]  # p_0 .. p_steps
     shadow = sequence[0]
-    for p in sequence[1:]:
-        shadow = d * shadow + (1 - d) * p
+    for n, p in enumerate(sequence[1:]):
+        decay = min(d, (1 + n) / (10 + n))  # the default warmup
+        shadow = decay * shadow + (1 - decay) * p
     averaged = run(d, [])
     assert torch.allclose(averaged, shadow, atol=1e-6)
     assert not torch.allclose(averaged, final)
@@ -247,10 +267,10 @@ def test_training_mode_restored_and_progress_bar_switch(capsys, monkeypatch):
 
 
 def test_amp_is_off_on_the_cpu_and_checks_its_argument():
-    assert train._amp_dtype(None, torch.device("cpu")) is None
-    assert train._amp_dtype("bf16", torch.device("cpu")) is None
+    assert train.autocast_dtype(None, torch.device("cpu")) is None
+    assert train.autocast_dtype("bf16", torch.device("cpu")) is None
     with pytest.raises(ValueError):
-        train._amp_dtype("fp8", torch.device("cpu"))
+        train.autocast_dtype("fp8", torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------- with the zoo

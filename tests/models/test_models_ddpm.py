@@ -14,6 +14,15 @@ def test_preset_is_valid_and_small_in_ci():
         assert sum(p.numel() for p in ddpm.DDPM(cfg).parameters()) < 300_000
 
 
+@pytest.mark.parametrize("profile, size, max_params", [("cpu", 16, 1_000_000), ("gpu", 32, 6_000_000)])
+def test_presets_of_the_larger_profiles(monkeypatch, profile, size, max_params):
+    monkeypatch.setenv("GENLIB_PROFILE", profile)
+    cfg = ddpm.DDPMConfig.preset("shapes", "linear")
+    assert cfg.image_size == size and cfg.ema_decay is not None and cfg.steps >= 800
+    assert sum(p.numel() for p in ddpm.DDPM(cfg).parameters()) < max_params
+    assert ddpm.DDPMConfig.preset("shapes", "linear", steps=7).steps == 7
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="unknown world"):
         ddpm.DDPMConfig.preset("cifar")
@@ -35,6 +44,9 @@ def test_train_load_and_sample(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     x = ddpm.sample(model, 3, num_steps=4, seed=1)
     assert x.shape == (3, 1, 16, 16) and x.abs().max() <= 1.0 + 1e-5
+    assert torch.equal(ddpm.sample(model, 3, num_steps=4, seed=1, amp="bf16"), x)  # autocast is CUDA-only
+    with pytest.raises(ValueError, match="amp="):
+        ddpm.sample(model, 3, num_steps=4, amp="fp8")
     y = ddpm.sample(model, 3, sampler="ddpm", num_steps=5, seed=1)
     assert y.shape == x.shape
     z, traj = ddpm.sample(model, 2, num_steps=4, record=True)

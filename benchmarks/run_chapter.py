@@ -1,0 +1,130 @@
+"""Run chapters as plain scripts in one profile, from a cold model cache, and time every cell.
+
+    python benchmarks/run_chapter.py 07 appD --profile cpu
+    python benchmarks/run_chapter.py 07 --profile gpu --record --out /tmp/records
+
+Needs neither Jupyter nor IPython (the GPU machine has neither): the code cells of each
+``chapters/*.md`` are read from the MyST text and executed in order in a fresh interpreter with
+``GENLIB_PROFILE``, ``GENLIB_STATIC=1`` and a fresh ``GENLIB_CACHE`` (pass ``--cache DIR`` to share
+one between chapters, as a reader's machine does). Prints the time of each cell that took more
+than a second, the chapter's total against its profile's budget (BOOK: ci 90 s, cpu 5 min,
+gpu 3 min on one H100), and every ``PASS``/``FAIL`` check line. ``--record`` sets
+``GENLIB_RECORD=1`` so the chapter writes its reproduction tables to ``chapters/records/``;
+``--out`` copies the records this run wrote there as well, with each chapter's full printed output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = ROOT / "chapters"
+BUDGET_S = {"ci": 90, "cpu": 300, "gpu": 180}
+_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.S | re.M)
+
+
+def code_cells(md: Path) -> list[str]:
+    """The source of every code cell of a MyST notebook, in order, without its option lines."""
+    cells = []
+    for body in _CELL.findall(md.read_text()):
+        lines = body.splitlines()
+        if lines and lines[0].strip() == "---":  # a YAML option block
+            end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), 0)
+            lines = lines[end + 1:]
+        while lines and lines[0].startswith(":") and ":" in lines[0][1:]:  # `:tags: [...]` lines
+            lines = lines[1:]
+        cells.append("\n".join(lines))
+    return cells
+
+
+def find_chapter(name: str) -> Path:
+    path = Path(name)
+    if path.suffix == ".md" and path.exists():
+        return path.resolve()
+    hits = sorted(CHAPTERS.glob(f"{name}*.md"))
+    if len(hits) != 1:
+        known = ", ".join(p.stem for p in sorted(CHAPTERS.glob("*.md")))
+        raise SystemExit(f"no single chapter matches {name!r} (found {len(hits)}); chapters: {known}")
+    return hits[0]
+
+
+def _child(md: Path) -> None:
+    """Executed in the fresh interpreter: run the cells, report per-cell times as JSON lines."""
+    os.chdir(md.parent)
+    sys.path.insert(0, str(md.parent))
+    namespace: dict = {"__name__": "__main__"}
+    for i, src in enumerate(code_cells(md)):
+        start = time.perf_counter()
+        exec(compile(src, f"<{md.stem} cell {i}>", "exec"), namespace)
+        first = next((line for line in src.splitlines() if line.strip() and not line.startswith("#")), "")
+        print("@@cell " + json.dumps({"cell": i, "s": time.perf_counter() - start, "line": first[:70]}), flush=True)
+
+
+def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | None) -> dict:
+    env = dict(os.environ, GENLIB_PROFILE=profile, GENLIB_STATIC="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env["GENLIB_CACHE"] = cache or tempfile.mkdtemp(prefix="genlib-cold-cache-")
+    if record:
+        env["GENLIB_RECORD"] = "1"
+    before = {p: p.stat().st_mtime for p in (CHAPTERS / "records").glob("*.json")}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--_child", str(md)], env=env, cwd=md.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cells, checks, log = [], [], []
+    for line in proc.stdout:
+        log.append(line)
+        if line.startswith("@@cell "):
+            cell = json.loads(line[7:])
+            cells.append(cell)
+            if cell["s"] >= 1.0:
+                print(f"  cell {cell['cell']:>2}: {cell['s']:7.1f} s  {cell['line']}", flush=True)
+        elif line.startswith(("PASS:", "FAIL:")):
+            checks.append(line.rstrip())
+            print("  " + line.rstrip(), flush=True)
+        elif "Error" in line or "Traceback" in line or line.startswith(("  File", "    ")):
+            print("  ! " + line.rstrip(), flush=True)
+    rc = proc.wait()
+    total = time.perf_counter() - start
+    written = [p for p in (CHAPTERS / "records").glob("*.json") if before.get(p) != p.stat().st_mtime]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{md.stem}--{profile}.log").write_text("".join(log))
+        for p in written:
+            shutil.copy2(p, out / p.name)
+    budget = BUDGET_S.get(profile)
+    verdict = "" if budget is None else f" (budget {budget} s: {'within' if total <= budget else 'OVER'})"
+    print(f"{md.stem} [{profile}]: rc={rc}, {total:.0f} s{verdict}, {len(checks)} checks, "
+          f"{sum(c.startswith('FAIL') for c in checks)} FAIL, records written: {[p.name for p in written]}",
+          flush=True)
+    return {"chapter": md.stem, "profile": profile, "rc": rc, "seconds": round(total, 1), "cells": cells,
+            "checks": checks, "records": [p.name for p in written]}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--_child"]:
+        _child(Path(argv[1]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="+", help="chapter files or name prefixes (07, appD, 03_vae)")
+    parser.add_argument("--profile", default=os.environ.get("GENLIB_PROFILE", "cpu"), choices=sorted(BUDGET_S))
+    parser.add_argument("--cache", help="model cache directory to use (default: a fresh, empty one per chapter)")
+    parser.add_argument("--record", action="store_true", help="write reproduction records (GENLIB_RECORD=1)")
+    parser.add_argument("--out", type=Path, help="also copy written records and a timing JSON here")
+    args = parser.parse_args(argv)
+    results = [run(find_chapter(c), args.profile, args.cache, args.record, args.out) for c in args.chapters]
+    if args.out is not None:
+        (args.out / f"chapter-times-{args.profile}.json").write_text(json.dumps(results, indent=1))
+    return max((r["rc"] != 0) or any(c.startswith("FAIL") for c in r["checks"]) for r in results)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
