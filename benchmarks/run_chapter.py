@@ -16,6 +16,7 @@ gpu 3 min on one H100), and every ``PASS``/``FAIL`` check line. ``--record`` set
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -64,7 +65,13 @@ def _child(md: Path) -> None:
     namespace: dict = {"__name__": "__main__"}
     for i, src in enumerate(code_cells(md)):
         start = time.perf_counter()
-        exec(compile(src, f"<{md.stem} cell {i}>", "exec"), namespace)
+        tree = ast.parse(src)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, f"<{md.stem} cell {i}>", "exec"), namespace)
+        if last is not None:  # what a notebook would display: tables and plain values as text
+            value = eval(compile(ast.Expression(last.value), f"<{md.stem} cell {i}>", "eval"), namespace)
+            if type(value).__name__ == "Table" or isinstance(value, (str, int, float)):
+                print(repr(value))
         first = next((line for line in src.splitlines() if line.strip() and not line.startswith("#")), "")
         print("@@cell " + json.dumps({"cell": i, "s": time.perf_counter() - start, "line": first[:70]}), flush=True)
 
@@ -81,13 +88,14 @@ def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | Non
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cells, checks, log = [], [], []
     for line in proc.stdout:
-        log.append(line)
         if line.startswith("@@cell "):
             cell = json.loads(line[7:])
             cells.append(cell)
             if cell["s"] >= 1.0:
                 print(f"  cell {cell['cell']:>2}: {cell['s']:7.1f} s  {cell['line']}", flush=True)
-        elif line.startswith(("PASS:", "FAIL:")):
+            continue
+        log.append(line)
+        if line.startswith(("PASS:", "FAIL:")):
             checks.append(line.rstrip())
             print("  " + line.rstrip(), flush=True)
         elif "Error" in line or "Traceback" in line or line.startswith(("  File", "    ")):
