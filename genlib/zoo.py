@@ -8,7 +8,8 @@ Where the files live
     ``$GENLIB_CACHE`` if set, else ``$XDG_CACHE_HOME/genlib``, else ``~/.cache/genlib``. One file
     per model: ``<cache>/<name>/<profile>-<hash>.safetensors``. The hash is the first 16 hex
     digits of the SHA-256 of canonical JSON (sorted keys) holding the config, the ``extra``
-    settings, the seed and the zoo format version.
+    settings, the seed, the zoo format version and ``TRAINING_REVISION`` (bumped when shared
+    training code changes what a config trains).
 
 What a file holds
     The model's ``state_dict`` as safetensors (never pickle), and text metadata: name, profile,
@@ -53,6 +54,10 @@ from safetensors.torch import save_file
 from genlib import config as _config
 
 FORMAT_VERSION = 1
+# Part of every cache key. Bump it when shared training code changes what a given config trains
+# (revision 2: the EMA warmup of genlib.train), so that models cached before are not loaded as if
+# nothing had changed; a chapter's own training function is covered by its config and ``extra``.
+TRAINING_REVISION = 2
 SUFFIX = ".safetensors"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODES = ("on", "refresh", "off")
@@ -137,11 +142,12 @@ def to_json(obj: Any) -> str:
 
 
 def _key_json(config: Any, extra: Any, seed: int | None) -> str:
-    return to_json({"format": FORMAT_VERSION, "config": config, "extra": extra, "seed": seed})
+    return to_json({"format": FORMAT_VERSION, "training": TRAINING_REVISION, "config": config, "extra": extra,
+                    "seed": seed})
 
 
 def config_hash(config: Any, *, extra: Any = None, seed: int | None = 0) -> str:
-    """16 hex digits of SHA-256 over the canonical key JSON (config, extra, seed, format)."""
+    """16 hex digits of SHA-256 over the canonical key JSON (config, extra, seed, format, training revision)."""
     return hashlib.sha256(_key_json(config, extra, seed).encode()).hexdigest()[:16]
 
 

@@ -109,6 +109,12 @@ def test_keys_separate_config_profile_extra_and_seed():
     assert all(p.exists() for p in (a.path, b.path, c.path))
 
 
+def test_a_new_training_revision_is_a_new_key(monkeypatch):
+    before = zoo.path_for("tiny", Cfg())
+    monkeypatch.setattr(zoo, "TRAINING_REVISION", zoo.TRAINING_REVISION + 1)
+    assert zoo.path_for("tiny", Cfg()) != before
+
+
 def test_bad_names_are_refused():
     for bad in ("../escape", "a/b", "", ".hidden"):
         with pytest.raises(ValueError):
