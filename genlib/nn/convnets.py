@@ -9,8 +9,10 @@ Encoder, ``b c h w -> b z (h/f) (w/f)`` with ``f = 2 ** (len(channels) - 1)``::
     GroupNorm + SiLU, conv 3x3 -> out_channels
 
 The decoder mirrors it: conv 3x3 in, residual blocks and a nearest-neighbour 2x upsampling + conv
-3x3 per level from the deepest up, GroupNorm + SiLU, conv 3x3 -> in_channels. Normalisation and
-activation go through :func:`genlib.kernels.group_norm_silu`, fused in Triton on a GPU.
+3x3 per level from the deepest up, GroupNorm + SiLU, conv 3x3 -> in_channels. The residual blocks
+are the U-Net's :class:`~genlib.nn.resblock.ResBlock` without a time embedding (second convolution
+zero-initialised, so each starts as the identity); normalisation and activation go through
+:func:`genlib.kernels.group_norm_silu`, fused in Triton on a GPU.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genlib import kernels
+from genlib.nn.resblock import GroupNormSiLU, ResBlock
 
 
 @dataclasses.dataclass
@@ -54,31 +56,6 @@ class ConvNetConfig:
         return 2 ** (len(self.channels) - 1)
 
 
-class NormSiLU(nn.Module):
-    """GroupNorm followed by SiLU, one fused kernel call."""
-
-    def __init__(self, channels: int, groups: int, eps: float = 1e-5):
-        super().__init__()
-        self.groups, self.eps = groups, eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return kernels.group_norm_silu(x, self.groups, self.weight, self.bias, self.eps)
-
-
-class ConvResBlock(nn.Module):
-    """``x + conv(norm_silu(conv(norm_silu(x))))`` at a fixed width, ``b c h w -> b c h w``."""
-
-    def __init__(self, channels: int, groups: int):
-        super().__init__()
-        self.norm1, self.conv1 = NormSiLU(channels, groups), nn.Conv2d(channels, channels, 3, padding=1)
-        self.norm2, self.conv2 = NormSiLU(channels, groups), nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.norm2(self.conv1(self.norm1(x))))
-
-
 def _check_input(x: torch.Tensor, channels: int, who: str, factor: int = 1) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -100,11 +77,11 @@ class Encoder(nn.Module):
         self.conv_in = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
         layers: list[nn.Module] = []
         for i, c in enumerate(ch):
-            layers += [ConvResBlock(c, cfg.groups) for _ in range(cfg.blocks)]
+            layers += [ResBlock(c, c, groups=cfg.groups) for _ in range(cfg.blocks)]
             if i + 1 < len(ch):
                 layers.append(nn.Conv2d(c, ch[i + 1], 4, stride=2, padding=1))
         self.body = nn.Sequential(*layers)
-        self.norm_out = NormSiLU(ch[-1], cfg.groups)
+        self.norm_out = GroupNormSiLU(cfg.groups, ch[-1])
         self.conv_out = nn.Conv2d(ch[-1], out_channels or cfg.latent_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,11 +110,11 @@ class Decoder(nn.Module):
         self.conv_in = nn.Conv2d(cfg.latent_channels, ch[0], 3, padding=1)
         layers: list[nn.Module] = []
         for i, c in enumerate(ch):
-            layers += [ConvResBlock(c, cfg.groups) for _ in range(cfg.blocks)]
+            layers += [ResBlock(c, c, groups=cfg.groups) for _ in range(cfg.blocks)]
             if i + 1 < len(ch):
                 layers.append(Upsample(c, ch[i + 1]))
         self.body = nn.Sequential(*layers)
-        self.norm_out = NormSiLU(ch[-1], cfg.groups)
+        self.norm_out = GroupNormSiLU(cfg.groups, ch[-1])
         self.conv_out = nn.Conv2d(ch[-1], out_channels or cfg.in_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
