@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     model = Timed(unet)
     schedule = NoiseSchedule("cosine", 1000)
     print(f"load average before: {os.getloadavg()}; {platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; U-Net {sum(p.numel() for p in unet.parameters()):,} parameters")
+          f"{torch.get_num_threads()} threads; U-Net {unet.num_parameters():,} parameters")
     ddim_sample(model, schedule, (args.n, 3, args.size, args.size), num_steps=2, eta=0.5, clip_sample=1.0)  # warm-up
 
     runs = []

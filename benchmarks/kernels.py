@@ -42,7 +42,7 @@ import genlib.kernels as K  # noqa: E402
 from genlib.kernels import costs  # noqa: E402
 
 if "--dry-run" in sys.argv or torch.cuda.is_available():
-    from genlib.kernels import attention_triton, groupnorm_triton  # noqa: E402  (they import triton)
+    from genlib.kernels import attention_triton  # noqa: E402  (it imports triton)
 
 RECORDS: list[dict] = []  # everything measured, as written to the JSON file
 

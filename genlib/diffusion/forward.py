@@ -67,5 +67,5 @@ def q_posterior(schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t:
     beta = schedule.gather(schedule.betas, t, x_t)
     coef_x0 = abar_prev.sqrt() * beta / (1 - abar)
     coef_xt = (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)
-    variance = (1 - abar_prev) / (1 - abar) * beta
+    variance = schedule.gather(schedule.posterior_variance, t, x_t)
     return coef_x0 * x0 + coef_xt * x_t, variance.expand_as(x_t)

@@ -114,11 +114,10 @@ def predict_eps(model, x_t: torch.Tensor, t: int, abar_t: float, *, prediction_t
     else:
         out_c = guidance.model_output(model, x_t, tt, cond)
         out_u = guidance.model_output(model, x_t, tt, uncond) if guided else None
-    eps_c = to_x0_eps(out_c, x_t, abar_t, prediction_type)[1] if prediction_type != "epsilon" else out_c
-    eps_u = None
-    if out_u is not None:
-        eps_u = to_x0_eps(out_u, x_t, abar_t, prediction_type)[1] if prediction_type != "epsilon" else out_u
-    return eps_c, eps_u
+    def to_eps(out):
+        return out if out is None or prediction_type == "epsilon" else to_x0_eps(out, x_t, abar_t, prediction_type)[1]
+
+    return to_eps(out_c), to_eps(out_u)
 
 
 def reverse_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_prev: float, *, sigma: float = 0.0,

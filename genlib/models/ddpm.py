@@ -68,8 +68,6 @@ class DDPMConfig:
         """The active profile's DDPM for ``world``: ``ci`` proves the code path; ``cpu`` trains pixel
         diffusion at 16x16 (a 0.6M U-Net, about a minute per model on two cores); ``gpu`` trains a
         4.4M U-Net at 32x32 (shapes) in bf16. Keywords override any field (``steps=...``)."""
-        if world not in WORLDS:
-            raise ValueError(f"unknown world {world!r}; expected one of {', '.join(WORLDS)}")
         size = config.pick(ci=16, cpu=16, gpu=32 if world == "shapes" else 16)
         channels = 3 if world == "shapes" else 1
         unet = config.pick(
@@ -119,10 +117,15 @@ def data_batches(cfg: DDPMConfig):
         stream = shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed)
         return lambda step: next(stream).images
     images, _ = digits.load(cfg.image_size, "train", seed=cfg.seed)
+    return _random_batches(images, cfg.batch_size, cfg.seed)
+
+
+def _random_batches(data: torch.Tensor, batch_size: int, seed: int):
+    """``step -> batch_size`` rows of ``data`` drawn with replacement, the same for the same step."""
 
     def batch(step: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        return images[torch.randint(len(images), (cfg.batch_size,), generator=g)]
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        return data[torch.randint(len(data), (batch_size,), generator=g)]
 
     return batch
 
@@ -265,11 +268,7 @@ class PointDenoiser(nn.Module):
 def train_toy(model: PointDenoiser) -> dict:
     cfg = model.cfg
     data, _ = toy2d.sample(cfg.dataset, 20000, seed=cfg.seed)
-
-    def batch(step: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        return data[torch.randint(len(data), (cfg.batch_size,), generator=g)]
-
+    batch = _random_batches(data, cfg.batch_size, cfg.seed)
     history = train.fit(model, lambda m, x0: diffusion_loss(m, m.schedule, x0), batch, cfg.steps, lr=cfg.lr,
                         warmup=50, seed=cfg.seed, device="cpu", desc=f"toy DDPM {cfg.dataset}")
     return {"history": history.to_dict()}

@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from genlib.kernels import attention
+from genlib.nn.resblock import check_groups
 
 
 class MultiHeadAttention(nn.Module):
@@ -80,8 +81,7 @@ class AttentionBlock2d(nn.Module):
 
     def __init__(self, channels: int, heads: int = 4, *, groups: int = 8, context_dim: int | None = None):
         super().__init__()
-        if channels % groups:
-            raise ValueError(f"AttentionBlock2d: channels={channels} must be divisible by groups={groups}")
+        check_groups(channels, groups, "AttentionBlock2d")
         self.channels = channels
         self.norm = nn.GroupNorm(groups, channels)
         self.self_attn = MultiHeadAttention(channels, heads)

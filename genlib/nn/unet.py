@@ -28,6 +28,7 @@ from torch import nn
 
 from genlib import config as _config
 from genlib.nn.attention import AttentionBlock2d
+from genlib.nn.convnets import Upsample
 from genlib.nn.embeddings import TimestepEmbedding
 from genlib.nn.resblock import GroupNormSiLU, ResBlock
 
@@ -62,9 +63,14 @@ class UNetConfig:
                                  f"by groups={self.groups}")
             if (self.base_channels * m) % self.num_heads:
                 raise ValueError(f"UNetConfig: width {self.base_channels * m} is not divisible by num_heads={self.num_heads}")
-        if self.image_size % 2 ** (len(self.channel_mult) - 1):
+        if self.image_size % self.factor:
             raise ValueError(f"UNetConfig: image_size={self.image_size} must be divisible by "
-                             f"2**(levels-1)={2 ** (len(self.channel_mult) - 1)}")
+                             f"2**(levels-1)={self.factor}")
+
+    @property
+    def factor(self) -> int:
+        """How much the deepest level is downsampled: ``2 ** (len(channel_mult) - 1)``."""
+        return 2 ** (len(self.channel_mult) - 1)
 
     @property
     def emb_dim(self) -> int:
@@ -97,17 +103,6 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
-
-
-class Upsample(nn.Module):
-    """``b c h w -> b c 2h 2w``: nearest-neighbour doubling, then a 3x3 convolution."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class UNet(nn.Module):
@@ -160,7 +155,7 @@ class UNet(nn.Module):
                 if size in cfg.attention_resolutions:
                     layer.append(AttentionBlock2d(width, **attn))
                 if level > 0 and i == cfg.num_res_blocks:
-                    layer.append(Upsample(width))
+                    layer.append(Upsample(width, width))
                     size *= 2
                 self.up.append(layer)
 
@@ -202,7 +197,7 @@ class UNet(nn.Module):
 
     def _check(self, x_t, t, cond):
         cfg = self.cfg
-        factor = 2 ** (len(cfg.channel_mult) - 1)
+        factor = cfg.factor
         if x_t.ndim != 4 or x_t.shape[1] != cfg.in_channels:
             raise ValueError(f"UNet expects x_t of layout b c h w with c={cfg.in_channels}, got {tuple(x_t.shape)}")
         if x_t.shape[2] % factor or x_t.shape[3] % factor:
