@@ -42,9 +42,14 @@ import genlib.kernels as K  # noqa: E402
 from genlib.kernels import costs  # noqa: E402
 
 if "--dry-run" in sys.argv or torch.cuda.is_available():
-    from genlib.kernels import attention_triton  # noqa: E402  (it imports triton)
+    from genlib.kernels import attention_triton, groupnorm_triton  # noqa: E402  (they import triton)
 
 RECORDS: list[dict] = []  # everything measured, as written to the JSON file
+
+
+def costed(cost: tuple[float, float]) -> dict[str, float]:
+    """``Bench.case``'s keyword arguments from a ``genlib.kernels.costs`` (flops, bytes) pair."""
+    return dict(zip(("flops", "nbytes"), cost))
 
 
 def error_text(error: Exception) -> str:
@@ -64,6 +69,7 @@ class Bench:
         self.copy_gbps = math.nan
         self.matmul_tflops = math.nan
         self.targets: list[dict] = []
+        self.variants: list[dict] = []
 
     def time_ms(self, fn) -> float:
         """Median milliseconds of ``fn()``; on the CPU (dry run) a wall-clock median of 3."""
@@ -146,12 +152,29 @@ class Bench:
         self.targets.append(record)
         RECORDS.append(record)
 
+    def variant(self, description: str, times: dict[str, float], impl: str, baseline: str) -> None:
+        """Record how a variant that is not the default (``impl``) compares with ``baseline``: the
+        numbers that decide whether it should become the default."""
+        record = dict(kind="variant", variant=description, impl=impl, baseline=baseline)
+        if impl in times and baseline in times:
+            record["speedup"] = times[baseline] / times[impl]
+            record["versus_default"] = times["triton"] / times[impl] if "triton" in times else math.nan
+        self.variants.append(record)
+        RECORDS.append(record)
+
     def report_targets(self) -> None:
         print("\n== targets (speedup = baseline time / triton time)")
         for t in self.targets:
             verdict = "PASS" if t["passed"] else "MISS"
             value = f"{t['speedup']:6.2f}x" if "speedup" in t else "(a timing failed)"
             print(f"{verdict}  {t['target']:64s} {value}")
+        if self.variants:
+            print("\n== variants that are not the default (speedup = baseline time / variant time)")
+        for v in self.variants:
+            if "speedup" in v:
+                print(f"      {v['variant']:64s} {v['speedup']:6.2f}x  ({v['versus_default']:.2f}x the default kernel)")
+            else:
+                print(f"      {v['variant']:64s} (not run: not eligible here, or a timing failed)")
 
     def compiled(self, fn):
         """A fresh ``torch.compile`` of ``fn`` (one per shape, static shapes); the dry run only traces."""
@@ -198,7 +221,7 @@ def shapes(quick: bool, dry_run: bool) -> dict:
     groupnorm (shape, dtype, kind); sampler (shape)."""
     if dry_run:
         return dict(
-            attention=[(1, 2, 64, 64, torch.bfloat16)],
+            attention=[(1, 2, 128, 64, torch.bfloat16)],  # n = 128: the TMA kernel's smallest
             temporal=[(32, 16, 64)],
             vq=[(256, 64, 16)],
             groupnorm=[((2, 64, 4, 4), torch.float32, "unet"), ((1, 32, 8, 8), torch.bfloat16, "vae")],
@@ -270,21 +293,29 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
         check("attention", label((b, h, n, d), dtype),
               lambda: {"max_err": max_err(K.attention(q, k, v), ref)}, 2e-2)
         del ref
+        impls = {"triton": lambda: K.attention(q, k, v)}
+        if attention_triton.tma_eligible(q, k, v):  # the opt-in TMA kernel (GENLIB_ATTENTION_TMA=1)
+            out = attention_triton.attention_triton(q, k, v, tma=True)
+            check("attention", f"{label((b, h, n, d), dtype)} TMA kernel",
+                  lambda: {"max_err": max_err(out, K.attention_reference(q.float(), k.float(), v.float()))}, 2e-2)
+            impls["triton-tma"] = lambda: attention_triton.attention_triton(q, k, v, tma=True)
         times = bench.case(
             "attention", f"b{b} h{h} n{n} d{d} {str(dtype)[6:]}",
             {
-                "triton": lambda: K.attention(q, k, v),
+                **impls,
                 "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
                 "sdpa-flash": lambda: F.scaled_dot_product_attention(q, k, v),
                 "eager": lambda: eager_attention(q, k, v),
             },
-            **dict(zip(("flops", "nbytes"), costs.attention_cost(b, h, n, n, d, q.element_size()))),
+            **costed(costs.attention_cost(b, h, n, n, d, q.element_size())),
             contexts={"sdpa-flash": sdpa_flash},
         )
         tuned(f"attention d={d}", attention_triton._attention_fwd_tuned)
+        tuned(f"attention TMA d={d}", attention_triton._attention_fwd_tma_tuned)
         minimum = 0.85 if d <= 64 else 0.75
         bench.target(f"attention n={n} d={d} >= {minimum}x SDPA default", times, "sdpa-default", minimum)
         bench.target(f"attention n={n} d={d} >= 1.3x SDPA flash backend", times, "sdpa-flash", 1.3)
+        bench.variant(f"attention n={n} d={d}: TMA kernel vs SDPA default", times, "triton-tma", "sdpa-default")
         del q, k, v
 
     for i, (bh, t, d) in enumerate(sizes["temporal"]):
@@ -301,7 +332,7 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
                 "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
                 "eager": lambda: eager_attention(q, k, v),
             },
-            **dict(zip(("flops", "nbytes"), costs.attention_cost(bh // 16, 16, t, t, d, q.element_size()))),
+            **costed(costs.attention_cost(bh // 16, 16, t, t, d, q.element_size())),
             rate="bytes",  # t / 2 FLOP per byte: memory bound
         )
         tuned(f"temporal t={t}", attention_triton._attention_fwd_short)
@@ -353,7 +384,7 @@ def bench_vq(bench: Bench, sizes: dict) -> None:
                 "cdist+argmin": lambda: cdist_argmin(z, codebook),
                 "compile-mm+argmin": lambda f=bench.compiled(matmul_argmin): f(z, codebook),
             },
-            **dict(zip(("flops", "nbytes"), costs.vq_cost(n, k, d, z.element_size()))),
+            **costed(costs.vq_cost(n, k, d, z.element_size())),
             rate="flops",
         )
         bench.target(f"vq n={n} k={k} d={d} >= 10x cdist+argmin", times, "cdist+argmin", 10.0)
@@ -382,16 +413,21 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
             "groupnorm", f"{label(shape, dtype)} ({kind})",
             {
                 "triton": lambda: K.group_norm_silu(x, 32, w, b),
+                # the split path without its L2 hints and reversed second pass, to time their effect
+                **({"triton-no-l2": lambda: groupnorm_triton.group_norm_silu_triton(
+                    x, w, b, num_groups=32, l2_reuse=False)} if kind == "vae" else {}),
                 "eager": lambda: eager_group_norm_silu(x, w, b),
                 "compile": lambda f=bench.compiled(eager_group_norm_silu): f(x, w, b),
             },
-            **dict(zip(("flops", "nbytes"), costs.group_norm_silu_cost(x.numel(), x.element_size()))),
+            **costed(costs.group_norm_silu_cost(x.numel(), x.element_size())),
             rate="bytes",
         )
         if kind == "unet":
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 2x eager", times, "eager", 2.0)
         else:
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 1.2x torch.compile", times, "compile", 1.2)
+            bench.variant(f"groupnorm+silu {label(shape, dtype)}: without L2 hints vs compile", times,
+                          "triton-no-l2", "compile")
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,7 +470,7 @@ def bench_sampler(bench: Bench, sizes: dict) -> None:
                 "eager": lambda: K.sampler_step_reference(x_t, eps_c, **kwargs),
                 "compile": lambda f=bench.compiled(K.sampler_step_reference): f(x_t, eps_c, **kwargs),
             },
-            **dict(zip(("flops", "nbytes"), costs.sampler_step_cost(x_t.numel(), x_t.element_size()))),
+            **costed(costs.sampler_step_cost(x_t.numel(), x_t.element_size())),
             rate="bytes",
         )
         bench.target(f"sampler step {label(shape, torch.float32)} >= 1.0x torch.compile",

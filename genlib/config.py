@@ -59,6 +59,21 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def module_device(module: torch.nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """The device of ``module``'s first parameter (``default`` for a module without parameters)."""
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else torch.device(default)
+
+
+def randn(shape, *, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise of ``shape``, drawn where ``generator`` lives (the CPU's global generator
+    when none is given) and then moved to ``device``: a CPU generator gives the same numbers
+    whichever device the model runs on."""
+    gen_device = generator.device if generator is not None else "cpu"
+    return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device or gen_device)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's, NumPy's and torch's global generators (CPU and every CUDA device).
 

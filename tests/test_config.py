@@ -149,3 +149,27 @@ def test_describe(env):
     env.setenv("GENLIB_DEVICE", "cpu")
     line = config.describe()
     assert line.startswith("profile=ci device=cpu (CPU) torch=") and "+" not in line.split("torch=")[1]
+
+
+def test_randn_draws_where_the_generator_lives_then_moves():
+    """The same numbers as torch.randn with that generator; moved to the device asked for (meta
+    stands in for a GPU here: a CPU generator cannot draw on another device directly)."""
+    import torch
+
+    from genlib import config
+
+    expected = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    got = config.randn((3, 4), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(got, expected)
+    moved = config.randn((3, 4), generator=torch.Generator().manual_seed(1), device="meta", dtype=torch.float16)
+    assert moved.device.type == "meta" and moved.dtype == torch.float16 and moved.shape == (3, 4)
+
+
+def test_module_device_is_the_first_parameters_device():
+    import torch
+
+    from genlib import config
+
+    assert config.module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert config.module_device(torch.nn.Linear(2, 2, device="meta")).type == "meta"
+    assert config.module_device(torch.nn.ReLU(), default="meta").type == "meta"

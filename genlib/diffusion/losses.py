@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from genlib import config
 from genlib.diffusion import guidance
 from genlib.diffusion.forward import q_sample
 from genlib.diffusion.parameterisation import check_prediction_type, target
@@ -61,17 +62,19 @@ def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Te
         raise ValueError(f"x0 must have layout b ... (at least 2 dims), got shape {tuple(x0.shape)}")
     b = x0.shape[0]
     if t is None:
-        t = torch.randint(0, len(schedule), (b,), generator=generator).to(x0.device)
-    t = schedule.check_t(t).to(x0.device)
+        t = torch.randint(0, len(schedule), (b,), generator=generator)
+    # t is checked and used for lookups on the CPU: on a GPU, checking a CUDA t (its min and max)
+    # or indexing with it would wait for the GPU to catch up, several times per training step.
+    t = schedule.check_t(t).cpu()
     if t.shape != (b,):
         raise ValueError(f"t must hold one timestep per sample, shape ({b},), got {tuple(t.shape)}")
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device) if generator is not None \
+        noise = config.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if generator is not None \
             else torch.randn_like(x0)
     x_t = q_sample(schedule, x0, t, noise)
     abar = schedule.gather(schedule.alphas_cumprod, t, x0)
     goal = target(prediction_type, x0, noise, abar)
-    pred = guidance.model_output(model, x_t, t, cond)
+    pred = guidance.model_output(model, x_t, t.to(x0.device), cond)
     per_sample = (pred.float() - goal.float()).pow(2).flatten(1).mean(1)
     w = loss_weight(schedule, t, prediction_type, weighting, gamma).to(per_sample.device)
     return (w * per_sample).mean()

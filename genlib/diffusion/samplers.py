@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genlib import config
 from genlib.diffusion import guidance
 from genlib.diffusion.parameterisation import check_prediction_type, to_x0_eps
 from genlib.diffusion.schedules import NoiseSchedule
@@ -90,7 +91,7 @@ class SampleOutput:
 
 def _noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
     """Gaussian noise drawn on the CPU (same numbers on every device), then moved."""
-    return torch.randn(tuple(shape), generator=generator, dtype=dtype).to(device)
+    return config.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 def ddim_sigma(abar_t: float, abar_prev: float, eta: float) -> float:
@@ -192,8 +193,7 @@ def _run(model, schedule: NoiseSchedule, shape, *, x_T, steps: list[int], sigma_
 def _device(model, device):
     if device is not None:
         return torch.device(device)
-    p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    return p.device if p is not None else torch.device("cpu")
+    return config.module_device(model) if isinstance(model, torch.nn.Module) else torch.device("cpu")
 
 
 def ddim_sample(model, schedule: NoiseSchedule, shape=None, *, num_steps: int = 50, eta: float = 0.0,

@@ -50,18 +50,25 @@ def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) ->
         raise ValueError(f"attention expects one dtype for q, k, v, got {q.dtype}, {k.dtype}, {v.dtype}")
 
 
-def attention_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False, scale: float | None = None
+def attention_weights(
+    q: torch.Tensor, k: torch.Tensor, *, causal: bool = False, scale: float | None = None
 ) -> torch.Tensor:
-    """softmax(scale * q k^T) v in plain PyTorch, computed in fp32 and returned in q's dtype."""
-    check_attention_inputs(q, k, v)
+    """The weights P = softmax(scale * q k^T), ``b h n m`` in fp32: each query's row sums to 1."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = torch.einsum("bhnd,bhmd->bhnm", q.float(), k.float()) * scale
     if causal:
         n, m = s.shape[-2:]
         keep = torch.ones(n, m, dtype=torch.bool, device=s.device).tril()  # key j <= query i
         s = s.masked_fill(~keep, float("-inf"))
-    p = torch.softmax(s, dim=-1)
+    return torch.softmax(s, dim=-1)
+
+
+def attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False, scale: float | None = None
+) -> torch.Tensor:
+    """softmax(scale * q k^T) v in plain PyTorch, computed in fp32 and returned in q's dtype."""
+    check_attention_inputs(q, k, v)
+    p = attention_weights(q, k, causal=causal, scale=scale)
     return torch.einsum("bhnm,bhmd->bhnd", p, v.float()).to(q.dtype)
 
 

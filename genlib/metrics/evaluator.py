@@ -170,7 +170,7 @@ def load_evaluator(size: int = 32, cfg: EvaluatorConfig | None = None) -> Shapes
 def _batched(fn, images: torch.Tensor, batch_size: int = 512):
     if len(images) == 0:
         raise ValueError("need at least one image, got an empty batch")
-    dev = next(fn.__self__.parameters()).device
+    dev = config.module_device(fn.__self__)
     outs = [fn(images[i : i + batch_size].to(dev)) for i in range(0, len(images), batch_size)]
     if isinstance(outs[0], dict):
         return {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]}

@@ -216,8 +216,7 @@ class _Autocast(nn.Module):
 
 
 def _autocast(model: nn.Module, amp: bool | str | None) -> nn.Module:
-    p = next(iter(model.parameters()), None)
-    dtype = train.autocast_dtype(amp, p.device if p is not None else torch.device("cpu"))
+    dtype = train.autocast_dtype(amp, config.module_device(model))
     return model if dtype is None else _Autocast(model, dtype)
 
 

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from genlib import config
 from genlib.models.autoencoder import AutoencoderConfig, VectorLatentNet
 
 
@@ -30,7 +31,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
     if mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must share a layout (b d), got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     if eps is None:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) if generator is not None \
+        eps = config.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) if generator is not None \
             else torch.randn_like(mu)
     return mu + torch.exp(0.5 * logvar) * eps
 
@@ -48,7 +49,7 @@ def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, samples: int,
     """The same KL estimated by sampling: the mean over ``samples`` draws ``z ~ q`` of
     ``log q(z|x) - log p(z)`` (per row, ``b``). Converges to :func:`kl_divergence` as 1/sqrt(n)."""
     std = torch.exp(0.5 * logvar)
-    eps = torch.randn((samples, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
+    eps = config.randn((samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
     z = mu + std * eps
     log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_p = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -103,6 +104,5 @@ class VAE(VectorLatentNet):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` draws from the prior ``N(0, I)``: ``b c h w``."""
-        dev = next(self.parameters()).device
-        z = torch.randn(n, self.cfg.latent_dim, generator=generator).to(dev)
+        z = config.randn((n, self.cfg.latent_dim), generator=generator, device=config.module_device(self))
         return self.decode(z)

@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from genlib.kernels import attention
+from genlib.kernels.attention import attention_weights
 from genlib.nn.resblock import check_groups
 
 
@@ -61,14 +62,11 @@ class MultiHeadAttention(nn.Module):
         return self.to_out(rearrange(o, "b h n d -> b n (h d)"))
 
     def attention_map(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """The weights ``b h n m`` softmax(q k^T / sqrt(d)) (for plots; the forward never forms them)."""
+        """The weights ``b h n m`` softmax(q k^T / sqrt(d)) in fp32 (for plots; the forward never forms them)."""
         context = x if context is None else context
         q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
         k = rearrange(self.to_k(context), "b m (h d) -> b h m d", h=self.heads)
-        s = torch.einsum("bhnd,bhmd->bhnm", q, k) / self.head_dim**0.5
-        if self.causal:
-            s = s.masked_fill(~torch.ones_like(s, dtype=torch.bool).tril(), float("-inf"))
-        return s.softmax(-1)
+        return attention_weights(q, k, causal=self.causal)
 
 
 class AttentionBlock2d(nn.Module):

@@ -117,7 +117,7 @@ def test_lazy_rescaling_gives_the_same_output(dtype, force_triton, monkeypatch):
     from genlib.kernels import attention_triton
 
     tiles = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, LAZY_RESCALE=True)
-    monkeypatch.setattr(attention_triton, "_fixed_tiles", lambda *args: tiles)
+    monkeypatch.setattr(attention_triton, "_launch_plan", lambda *args: (attention_triton._attention_fwd_kernel, tiles))
     gen = torch.Generator().manual_seed(5)
     q = torch.randn(1, 1, 40, 16, generator=gen).to(dtype)
     k = (torch.randn(1, 1, 70, 16, generator=gen) * torch.linspace(0.1, 3, 70)[:, None]).to(dtype)
@@ -126,3 +126,59 @@ def test_lazy_rescaling_gives_the_same_output(dtype, force_triton, monkeypatch):
         out = attention(q, k, v, causal=causal, scale=2.0)
         ref = attention_reference(q.float(), k.float(), v.float(), causal=causal, scale=2.0)
         torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_tma_kernel_matches_reference(dtype, force_triton):
+    """The TMA version of the loop (whole tiles only) on random eligible shapes, self and cross."""
+    from genlib.kernels import attention_triton
+
+    rng = random.Random(f"tma-{dtype}")
+    gen = torch.Generator().manual_seed(6)
+    atol, rtol = TOLERANCE[dtype]
+    for _ in range(12):
+        b, h = rng.choice([(1, 1), (1, 2), (2, 1)])
+        n, m, d = rng.choice([128, 256]), rng.choice([128, 256]), rng.choice([16, 32, 64, 128])
+        causal = rng.random() < 0.5
+        q = torch.randn(b, h, n, d, generator=gen).to(dtype)
+        k, v = (torch.randn(b, h, m, d, generator=gen).to(dtype) for _ in range(2))
+        assert attention_triton.tma_eligible(q, k, v)
+        out = attention_triton.attention_triton(q, k, v, causal=causal, tma=True)
+        ref = attention_reference(q.float(), k.float(), v.float(), causal=causal)
+        torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{(b, h, n, m, d, causal)}: {s}")
+
+
+def test_tma_kernel_reads_rows_of_a_wider_tensor(force_triton, monkeypatch):
+    """q, k, v split from one b h n 3d tensor: rows 3d apart. GENLIB_ATTENTION_TMA=1 turns it on."""
+    from genlib.kernels import attention_triton
+
+    monkeypatch.setenv(attention_triton.TMA_ENV_VAR, "1")
+    calls = []
+    original = attention_triton._launch_tma
+    monkeypatch.setattr(attention_triton, "_launch_tma", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    qkv = torch.randn(2, 2, 128, 3 * 32, generator=torch.Generator().manual_seed(7)).half()
+    q, k, v = qkv.split(32, dim=-1)
+    out = attention(q, k, v)
+    torch.testing.assert_close(out.float(), attention_reference(q.float(), k.float(), v.float()), atol=2e-3, rtol=2e-3)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, permute",
+    [
+        ((1, 1, 100, 32), torch.float16, False),  # n not a multiple of 128
+        ((1, 1, 128, 40), torch.float16, False),  # head dim not a power of two
+        ((1, 1, 128, 32), torch.float32, False),  # fp32: the exact pointer kernel
+        ((2, 128, 2, 32), torch.float16, True),  # b n h d permuted: heads are not row blocks
+    ],
+)
+def test_tma_kernel_declines_other_shapes_and_the_pointer_kernel_runs(shape, dtype, permute, force_triton):
+    from genlib.kernels import attention_triton
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(8)).to(dtype)
+    if permute:
+        x = x.permute(0, 2, 1, 3)
+    assert not attention_triton.tma_eligible(x, x, x)
+    out = attention_triton.attention_triton(x, x, x, tma=True)
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    torch.testing.assert_close(out.float(), attention_reference(x.float(), x.float(), x.float()), atol=tol, rtol=tol)

@@ -21,7 +21,8 @@ def random_case(rng: random.Random):
     # (t) h w, with w > 1: F.group_norm refuses groups of a single value.
     spatial = [rng.randint(1, 4), rng.randint(1, 9), rng.randint(2, 9)][rng.choice([1, 0]) :]
     pieces = rng.choice([None, 1, 3])  # None: the launcher's choice
-    return (b, c, *spatial), groups, pieces, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
+    l2_reuse = rng.random() < 0.5  # split path: reversed order, cache hints (or neither)
+    return (b, c, *spatial), groups, pieces, l2_reuse, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
@@ -30,11 +31,11 @@ def test_group_norm_silu_matches_reference_on_random_shapes(dtype, force_triton)
     gen = torch.Generator().manual_seed(0)
     atol, rtol = TOLERANCE[dtype]
     for _ in range(50):
-        shape, groups, pieces, affine, eps = case = random_case(rng)
+        shape, groups, pieces, l2_reuse, affine, eps = case = random_case(rng)
         x = (torch.randn(shape, generator=gen) * 2 + 0.5).to(dtype)
         weight = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
         bias = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
-        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, pieces=pieces)
+        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, pieces=pieces, l2_reuse=l2_reuse)
         w, b = (None, None) if not affine else (weight.float(), bias.float())
         ref = group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
         assert out.dtype == dtype and out.shape == x.shape
@@ -46,8 +47,8 @@ def test_statistics_survive_a_large_mean(force_triton):
     gen = torch.Generator().manual_seed(1)
     x = 1e4 + torch.randn(2, 4, 16, 16, generator=gen)
     expected = F.silu(F.group_norm(x.double(), 2, eps=1e-5)).float()
-    for pieces in (1, 4):
-        out = group_norm_silu_triton(x, num_groups=2, pieces=pieces)
+    for pieces, l2_reuse in ((1, True), (4, True), (4, False)):
+        out = group_norm_silu_triton(x, num_groups=2, pieces=pieces, l2_reuse=l2_reuse)
         torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)
 
 
