@@ -64,3 +64,20 @@ def test_toy_denoiser(tmp_path, monkeypatch):
     assert x.shape == (50, 2) and len(traj.x0s) == 10
     with pytest.raises(ValueError, match="layout b d"):
         model(torch.zeros(3, 3), torch.zeros(3, dtype=torch.long))
+
+
+def test_autocast_wrapper_passes_the_samplers_arguments_through(tmp_path, monkeypatch):
+    """The CUDA path of ``sample`` wraps the network; on the CPU torch disables CUDA autocast (with
+    a warning), so the wrapped sampler must give exactly the unwrapped samples."""
+    import warnings
+
+    from genlib.diffusion import ddim_sample
+
+    monkeypatch.setenv("GENLIB_CACHE", str(tmp_path))
+    model = ddpm.load_ddpm("digits", "linear", steps=2, batch_size=4).eval()
+    wrapped = ddpm._Autocast(model, torch.bfloat16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        a = ddim_sample(wrapped, model.schedule, (2, 1, 16, 16), num_steps=3, generator=torch.Generator().manual_seed(0))
+    b = ddim_sample(model, model.schedule, (2, 1, 16, 16), num_steps=3, generator=torch.Generator().manual_seed(0))
+    assert a.sample.dtype == torch.float32 and torch.equal(a.sample, b.sample)
