@@ -21,7 +21,7 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 PARTS=${PARTS:-"kernels chapters"}
-CHAPTERS=${CHAPTERS:-"07 appD 03 04"}
+CHAPTERS=${CHAPTERS:-"07 appD 03 04 05"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"

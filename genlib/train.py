@@ -173,6 +173,21 @@ class EMA:
 # ----------------------------------------------------------------------------- helpers
 
 
+def random_batches(data: torch.Tensor, batch_size: int, labels: torch.Tensor | None = None, *, seed: int = 0):
+    """``step -> `` ``batch_size`` rows of ``data`` drawn with replacement (with their ``labels`` as
+    ``(x, y)`` when given), from a generator seeded by ``(seed, step)``: the same batch for the same
+    step on every run, whether the model is trained now or was loaded and retrained later."""
+    if labels is not None and len(labels) != len(data):
+        raise ValueError(f"labels must have one entry per row of data: {len(labels)} vs {len(data)}")
+
+    def batch(step: int):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(len(data), (batch_size,), generator=g)
+        return data[idx] if labels is None else (data[idx], labels[idx])
+
+    return batch
+
+
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
     """Move every tensor in ``batch`` (a tensor, or nested tuples, lists, dicts) to ``device``."""
     if isinstance(batch, torch.Tensor):

@@ -1,5 +1,5 @@
 """Metrics: the Fréchet distance of eq. 1 (:mod:`frechet`), the Inception-Score-style score
 (:mod:`inception_score`), and the shapes world's evaluator whose features and heads they read
-(:mod:`evaluator`)."""
+(:mod:`evaluator`), and a referee for generated digits (:mod:`digits_judge`)."""
 
-from . import evaluator, frechet, inception_score
+from . import digits_judge, evaluator, frechet, inception_score

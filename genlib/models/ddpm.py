@@ -117,17 +117,7 @@ def data_batches(cfg: DDPMConfig):
         stream = shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed)
         return lambda step: next(stream).images
     images, _ = digits.load(cfg.image_size, "train", seed=cfg.seed)
-    return _random_batches(images, cfg.batch_size, cfg.seed)
-
-
-def _random_batches(data: torch.Tensor, batch_size: int, seed: int):
-    """``step -> batch_size`` rows of ``data`` drawn with replacement, the same for the same step."""
-
-    def batch(step: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        return data[torch.randint(len(data), (batch_size,), generator=g)]
-
-    return batch
+    return train.random_batches(images, cfg.batch_size, seed=cfg.seed)
 
 
 def train_ddpm(model: DDPM) -> dict:
@@ -267,7 +257,7 @@ class PointDenoiser(nn.Module):
 def train_toy(model: PointDenoiser) -> dict:
     cfg = model.cfg
     data, _ = toy2d.sample(cfg.dataset, 20000, seed=cfg.seed)
-    batch = _random_batches(data, cfg.batch_size, cfg.seed)
+    batch = train.random_batches(data, cfg.batch_size, seed=cfg.seed)
     history = train.fit(model, lambda m, x0: diffusion_loss(m, m.schedule, x0), batch, cfg.steps, lr=cfg.lr,
                         warmup=50, seed=cfg.seed, device="cpu", desc=f"toy DDPM {cfg.dataset}")
     return {"history": history.to_dict()}
