@@ -12,10 +12,9 @@ The discriminator outputs a *logit* ``l``; its probability that the input is rea
   the GAN paper itself recommends for training (same fixed point, strong gradients early on).
 * :func:`train_gan` is Algorithm 1: ``k`` discriminator steps, then one generator step.
 
-Two pairs of networks: :class:`ToyGenerator` / :class:`ToyDiscriminator` (MLPs on 2-D points, the
-ring of Gaussians where mode collapse shows) and :class:`ConvGenerator` / :class:`ConvDiscriminator`
-(DCGAN-style, for 16x16 digits; with ``num_classes`` they form a conditional GAN, Mirza &
-Osindero 2014: the label is appended to G's noise and to D's input channels).
+Here the networks are :class:`ToyGenerator` / :class:`ToyDiscriminator`, MLPs on 2-D points (the
+ring of Gaussians, where mode collapse shows); :mod:`genlib.models.cgan` has DCGAN-style image
+networks and the conditional GAN.
 
 The toy discriminator can *pack* (PacGAN, Lin et al. 2018): it judges ``pack`` samples at once,
 all real or all generated. A generator that puts every sample on one mode makes packs whose
@@ -35,7 +34,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from genlib import config, train, zoo
-from genlib.data import digits, toy2d
+from genlib.data import toy2d
 
 LOSSES = ("non_saturating", "minimax")
 
@@ -116,104 +115,6 @@ class ToyDiscriminator(nn.Module):
             raise ValueError(f"ToyDiscriminator expects x of layout (b pack) 2 with pack = {self.pack}, "
                              f"got {tuple(x.shape)}")
         return self.net(rearrange(x, "(b p) d -> b (p d)", p=self.pack)).squeeze(1)
-
-
-# ----------------------------------------------------------------------------- DCGAN-style image networks
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvGANConfig:
-    """DCGAN-style networks for ``channels x image_size x image_size`` images (``image_size`` a
-    multiple of 4); ``width`` channels at full resolution, doubled at each halving;
-    ``num_classes`` > 0 makes both networks conditional (cGAN)."""
-
-    image_size: int = 16
-    channels: int = 1
-    z_dim: int = 32
-    width: int = 32
-    num_classes: int = 0
-
-    def __post_init__(self):
-        side = self.image_size // 4
-        if self.image_size % 4 or side < 2 or side & (side - 1):
-            raise ValueError(f"ConvGANConfig needs image_size = 4 * 2**levels (8, 16, 32, ...), got {self.image_size}")
-        if min(self.channels, self.z_dim, self.width) < 1 or self.num_classes < 0:
-            raise ValueError(f"ConvGANConfig needs positive sizes and num_classes >= 0, got {self}")
-
-    @property
-    def levels(self) -> int:
-        """Halvings from ``image_size`` down to 4x4."""
-        return (self.image_size // 4).bit_length() - 1
-
-
-def _check_labels(y: torch.Tensor | None, b: int, num_classes: int, who: str) -> None:
-    if num_classes == 0:
-        if y is not None:
-            raise ValueError(f"{who} is unconditional (num_classes = 0) but got labels")
-        return
-    if y is None or y.shape != (b,) or y.dtype != torch.long:
-        got = None if y is None else (tuple(y.shape), str(y.dtype))
-        raise ValueError(f"{who} is conditional: it needs labels y of layout b = ({b},), int64, got {got}")
-    if b and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"{who}: labels must lie in [0, {num_classes - 1}]")
-
-
-class ConvGenerator(nn.Module):
-    """``z: b z_dim`` (and ``y: b`` labels for a cGAN) ``-> b c h w`` in [-1, 1] (tanh).
-
-    A linear layer maps ``[z, onehot(y)]`` to a 4x4 map of ``width * 2**levels`` channels; each
-    level doubles the resolution (nearest upsampling, 3x3 conv, BatchNorm, ReLU) and halves the
-    channels; a last 3x3 conv gives the image (DCGAN's recipe, with upsampling in place of
-    transposed convolutions, which leave checkerboard artefacts).
-    """
-
-    def __init__(self, cfg: ConvGANConfig):
-        super().__init__()
-        self.cfg, self.z_dim = cfg, cfg.z_dim
-        c = cfg.width * 2 ** cfg.levels
-        self.stem = nn.Sequential(nn.Linear(cfg.z_dim + cfg.num_classes, c * 16), nn.Unflatten(1, (c, 4, 4)),
-                                  nn.BatchNorm2d(c), nn.ReLU())
-        ups = []
-        for _ in range(cfg.levels):
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 3, padding=1),
-                    nn.BatchNorm2d(c // 2), nn.ReLU()]
-            c //= 2
-        self.ups = nn.Sequential(*ups)
-        self.out = nn.Conv2d(c, cfg.channels, 3, padding=1)
-
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.cfg.z_dim:
-            raise ValueError(f"ConvGenerator expects z of layout b z_dim = (b, {self.cfg.z_dim}), got {tuple(z.shape)}")
-        _check_labels(y, z.shape[0], self.cfg.num_classes, "ConvGenerator")
-        if self.cfg.num_classes:
-            z = torch.cat([z, F.one_hot(y, self.cfg.num_classes).to(z.dtype)], dim=1)
-        return torch.tanh(self.out(self.ups(self.stem(z))))
-
-
-class ConvDiscriminator(nn.Module):
-    """``x: b c h w`` (and ``y: b`` for a cGAN, appended as ``num_classes`` constant one-hot
-    channels) ``-> b`` logits: strided 4x4 convs with LeakyReLU(0.2) down to 4x4, then linear."""
-
-    def __init__(self, cfg: ConvGANConfig):
-        super().__init__()
-        self.cfg = cfg
-        layers, c_in, c = [], cfg.channels + cfg.num_classes, cfg.width
-        for _ in range(cfg.levels):
-            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-            c_in, c = c, c * 2
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        self.head = nn.Linear(c_in * 16, 1)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        cfg = self.cfg
-        if x.ndim != 4 or x.shape[1:] != (cfg.channels, cfg.image_size, cfg.image_size):
-            raise ValueError(f"ConvDiscriminator expects x of layout b c h w = (b, {cfg.channels}, "
-                             f"{cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}")
-        _check_labels(y, x.shape[0], cfg.num_classes, "ConvDiscriminator")
-        if cfg.num_classes:
-            maps = F.one_hot(y, cfg.num_classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
-            x = torch.cat([x, maps], dim=1)
-        return self.head(self.features(x)).squeeze(1)
 
 
 # ----------------------------------------------------------------------------- Algorithm 1
@@ -400,34 +301,11 @@ def load_ring_gan(pack: int = 1, seed: int = 0, loss: str = "non_saturating") ->
 
     trained = zoo.get_or_train("gan-ring", lambda c: GANPair(ToyGenerator(c), ToyDiscriminator(c)), fit, cfg,
                                extra={"training": settings, "ring": RING, "data_seed": 0}, seed=seed, device="cpu")
-    return _with_info(trained)
+    return with_info(trained)
 
 
-def digits_preset() -> tuple[ConvGANConfig, GANTraining]:
-    """The class-conditional digits GAN (16x16) of the active profile."""
-    cfg = ConvGANConfig(image_size=16, channels=1, z_dim=config.pick(ci=16, cpu=32, gpu=64),
-                        width=config.pick(ci=8, cpu=32, gpu=64), num_classes=digits.NUM_CLASSES)
-    return cfg, GANTraining(steps=config.pick(ci=30, cpu=800, gpu=3000), batch_size=config.pick(ci=32, cpu=64, gpu=128),
-                            lr=2e-4)
-
-
-def load_digits_cgan(seed: int = 0) -> GANPair:
-    """The conditional digits GAN, trained on the digits' train split (cached), on
-    :func:`genlib.config.device`; ``pair.info["history"]`` holds the losses and D's outputs."""
-    cfg, settings = digits_preset()
-    x, y = digits.load(16, "train", seed=0)
-
-    def fit(pair: GANPair) -> dict:
-        history = train_gan(pair, train.random_batches(x, settings.batch_size, y, seed=seed), settings, seed=seed,
-                            desc="conditional digits GAN")
-        return {"history": history.to_dict()}
-
-    trained = zoo.get_or_train("gan-digits", lambda c: GANPair(ConvGenerator(c), ConvDiscriminator(c)), fit, cfg,
-                               extra={"training": settings, "split_seed": 0}, seed=seed)
-    return _with_info(trained)
-
-
-def _with_info(trained) -> GANPair:
+def with_info(trained) -> GANPair:
+    """The pair of a :func:`genlib.zoo.get_or_train` result, with ``info`` and ``from_cache`` set."""
     pair = trained.model
     pair.info, pair.from_cache = trained.info, trained.loaded
     return pair

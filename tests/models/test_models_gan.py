@@ -38,36 +38,14 @@ def test_toy_networks_and_packing():
     G, D = gan.ToyGenerator(cfg), gan.ToyDiscriminator(cfg)
     x = G(torch.randn(12, 4))
     assert x.shape == (12, 2) and D(x).shape == (4,)
-    # a pack is judged as one: permuting points inside a pack changes the input, across packs the order of logits
+    # packs are consecutive rows: swapping two packs swaps their logits
+    torch.testing.assert_close(D(torch.cat([x[3:6], x[:3], x[6:]])), D(x)[[1, 0, 2, 3]])
     with pytest.raises(ValueError, match=r"\(b pack\) 2 with pack = 3"):
         D(torch.randn(10, 2))
     with pytest.raises(ValueError, match="b z_dim"):
         G(torch.randn(5, 3))
     with pytest.raises(ValueError, match="positive sizes"):
         gan.ToyGANConfig(pack=0)
-
-
-def test_conv_networks_layouts_and_conditioning():
-    cfg = gan.ConvGANConfig(image_size=16, channels=1, z_dim=8, width=4, num_classes=10)
-    G, D = gan.ConvGenerator(cfg), gan.ConvDiscriminator(cfg)
-    y = torch.arange(6) % 10
-    x = G(torch.randn(6, 8), y)
-    assert x.shape == (6, 1, 16, 16) and x.abs().max() <= 1
-    logits = D(x, y)
-    assert logits.shape == (6,)
-    assert not torch.allclose(D(x, y), D(x, (y + 1) % 10)), "the label must reach the discriminator"
-    with pytest.raises(ValueError, match="needs labels y"):
-        G(torch.randn(6, 8))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
-        D(x, torch.full((6,), 10))
-    with pytest.raises(ValueError, match="b c h w"):
-        D(torch.zeros(6, 3, 16, 16), y)
-    plain = gan.ConvGANConfig(image_size=32, channels=3, z_dim=8, width=4)
-    assert plain.levels == 3 and gan.ConvGenerator(plain)(torch.randn(2, 8)).shape == (2, 3, 32, 32)
-    with pytest.raises(ValueError, match="unconditional"):
-        gan.ConvDiscriminator(plain)(torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long))
-    with pytest.raises(ValueError, match="4 \\* 2\\*\\*levels"):
-        gan.ConvGANConfig(image_size=24)
 
 
 def _toy_run(seed=0, k=1, steps=12, every=4):
@@ -102,16 +80,6 @@ def test_train_gan_follows_algorithm_1():
     assert again.loss == history.loss and other.loss != history.loss
 
 
-def test_conditional_training_uses_the_real_labels():
-    cfg = gan.ConvGANConfig(image_size=8, channels=1, z_dim=4, width=4, num_classes=3)
-    pair = gan.GANPair(gan.ConvGenerator(cfg), gan.ConvDiscriminator(cfg))
-    x, y = torch.rand(30, 1, 8, 8) * 2 - 1, torch.arange(30) % 3
-    history = gan.train_gan(pair, train.random_batches(x, 6, y), gan.GANTraining(steps=3, batch_size=6), device="cpu", progress=False)
-    assert len(history) == 3 and all(math.isfinite(v) for v in history.loss)
-    out = gan.generate(pair.generator, 4, labels=torch.tensor([0, 1, 2, 0]), seed=3)
-    assert out.shape == (4, 1, 8, 8) and torch.equal(out, gan.generate(pair.generator, 4, labels=torch.tensor([0, 1, 2, 0]), seed=3))
-
-
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="k >= 1"):
         gan.GANTraining(k=0)
@@ -122,3 +90,17 @@ def test_settings_are_checked():
     x, y = torch.arange(10.0)[:, None], torch.arange(10)
     xb, yb = train.random_batches(x, 4, y, seed=2)(7)
     assert torch.equal(xb[:, 0].long(), yb) and torch.equal(train.random_batches(x, 4, seed=2)(7), xb)
+
+
+def test_ring_gan_is_cached_with_its_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLIB_CACHE", str(tmp_path))
+    monkeypatch.setenv("GENLIB_PROFILE", "ci")
+    pair = gan.load_ring_gan(pack=2, seed=1)
+    scalars = pair.info["history"]["scalars"]
+    checkpoints = [m for m in scalars["modes"] if m is not None]
+    assert not pair.from_cache and len(checkpoints) == gan.CHECKPOINTS + 1
+    assert all(0 <= m <= gan.RING["modes"] for m in checkpoints)
+    assert len([p for p in scalars["points"] if p is not None][-1]) == 300
+    again = gan.load_ring_gan(pack=2, seed=1)
+    assert again.from_cache and again.info == pair.info
+    assert not gan.load_ring_gan(pack=2, seed=2).from_cache, "another seed is another model"
