@@ -42,7 +42,7 @@ import genlib.kernels as K  # noqa: E402
 from genlib.kernels import costs  # noqa: E402
 
 if "--dry-run" in sys.argv or torch.cuda.is_available():
-    from genlib.kernels import attention_triton, groupnorm_triton  # noqa: E402  (they import triton)
+    from genlib.kernels import attention_tma, attention_triton, groupnorm_triton  # noqa: E402  (they import triton)
 
 RECORDS: list[dict] = []  # everything measured, as written to the JSON file
 
@@ -294,7 +294,7 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
               lambda: {"max_err": max_err(K.attention(q, k, v), ref)}, 2e-2)
         del ref
         impls = {"triton": lambda: K.attention(q, k, v)}
-        if attention_triton.tma_eligible(q, k, v):  # the opt-in TMA kernel (GENLIB_ATTENTION_TMA=1)
+        if attention_tma.tma_eligible(q, k, v):  # the opt-in TMA kernel (GENLIB_ATTENTION_TMA=1)
             out = attention_triton.attention_triton(q, k, v, tma=True)
             check("attention", f"{label((b, h, n, d), dtype)} TMA kernel",
                   lambda: {"max_err": max_err(out, K.attention_reference(q.float(), k.float(), v.float()))}, 2e-2)
@@ -311,7 +311,7 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
             contexts={"sdpa-flash": sdpa_flash},
         )
         tuned(f"attention d={d}", attention_triton._attention_fwd_tuned)
-        tuned(f"attention TMA d={d}", attention_triton._attention_fwd_tma_tuned)
+        tuned(f"attention TMA d={d}", attention_tma._attention_fwd_tma_tuned)
         minimum = 0.85 if d <= 64 else 0.75
         bench.target(f"attention n={n} d={d} >= {minimum}x SDPA default", times, "sdpa-default", minimum)
         bench.target(f"attention n={n} d={d} >= 1.3x SDPA flash backend", times, "sdpa-flash", 1.3)

@@ -63,8 +63,9 @@ def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Te
     b = x0.shape[0]
     if t is None:
         t = torch.randint(0, len(schedule), (b,), generator=generator)
-    # t is checked and used for lookups on the CPU: on a GPU, checking a CUDA t (its min and max)
-    # or indexing with it would wait for the GPU to catch up, several times per training step.
+    # t is checked and used for lookups on the CPU: checking a CUDA t (its min and max) or indexing
+    # the tables with it would read it back from the GPU, six times per step. (The looked-up
+    # coefficients still travel to the GPU, and PyTorch finishes such small copies synchronously.)
     t = schedule.check_t(t).cpu()
     if t.shape != (b,):
         raise ValueError(f"t must hold one timestep per sample, shape ({b},), got {tuple(t.shape)}")

@@ -54,6 +54,7 @@ def attention_weights(
     q: torch.Tensor, k: torch.Tensor, *, causal: bool = False, scale: float | None = None
 ) -> torch.Tensor:
     """The weights P = softmax(scale * q k^T), ``b h n m`` in fp32: each query's row sums to 1."""
+    check_attention_inputs(q, k, k)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = torch.einsum("bhnd,bhmd->bhnm", q.float(), k.float()) * scale
     if causal:

@@ -3,8 +3,8 @@
 A conditional generator asked for a "7" should draw something a classifier of real digits calls a
 7. The referee is multinomial logistic regression (scikit-learn) on the flattened pixels of the
 digits' train split, at the size the generator draws: simple, fitted in about a second, and
-accurate on held-out real digits (its test accuracy, :attr:`DigitsJudge.test_accuracy`, is the
-ceiling a perfect generator could reach under this referee). Like the shapes evaluator it is a
+accurate on held-out real digits (its test accuracy, :attr:`DigitsJudge.test_accuracy`, is roughly
+what a generator matching the data would score; one drawing only easy digits can score higher). Like the shapes evaluator it is a
 stand-in for the Inception network of the papers, and says nothing about sample quality beyond
 "which class does this look like".
 """

@@ -259,11 +259,12 @@ def generate(generator: nn.Module, n: int, *, labels: torch.Tensor | None = None
     return out.cpu()
 
 
-
 # ----------------------------------------------------------------------------- chapter 05's models, by profile
 
 RING = dict(modes=8, radius=2.0, std=0.05)  # the ring of Gaussians (genlib.data.toy2d.ring)
+RING_POINTS = 20000  # the training set drawn from it
 CHECKPOINTS = 6  # evaluations of a ring GAN during training (and one after the first step)
+EVALUATION = dict(n=2000, seed=99, kept=300)  # points generated per checkpoint, their noise seed, points stored
 
 
 def ring_preset(pack: int = 1, loss: str = "non_saturating") -> tuple[ToyGANConfig, GANTraining]:
@@ -279,10 +280,10 @@ def ring_coverage(points: torch.Tensor):
 
 
 def _ring_checkpoint(G: nn.Module) -> dict:
-    points = generate(G, 2000, seed=99)
+    points = generate(G, EVALUATION["n"], seed=EVALUATION["seed"])
     cov = ring_coverage(points)
     return {"modes": cov.modes_covered, "high_quality": cov.high_quality,
-            "points": [[round(v, 4) for v in p] for p in points[:300].tolist()]}
+            "points": [[round(v, 4) for v in p] for p in points[: EVALUATION["kept"]].tolist()]}
 
 
 def load_ring_gan(pack: int = 1, seed: int = 0, loss: str = "non_saturating") -> GANPair:
@@ -291,7 +292,7 @@ def load_ring_gan(pack: int = 1, seed: int = 0, loss: str = "non_saturating") ->
     at :data:`CHECKPOINTS` points of training, the modes covered, the high-quality share and 300
     generated points."""
     cfg, settings = ring_preset(pack, loss)
-    data, _ = toy2d.sample("ring", 20000, seed=0, **RING)
+    data, _ = toy2d.sample("ring", RING_POINTS, seed=0, **RING)
 
     def fit(pair: GANPair) -> dict:
         history = train_gan(pair, train.random_batches(data, settings.batch_size, seed=seed), settings, seed=seed,
@@ -300,7 +301,9 @@ def load_ring_gan(pack: int = 1, seed: int = 0, loss: str = "non_saturating") ->
         return {"history": history.to_dict()}
 
     trained = zoo.get_or_train("gan-ring", lambda c: GANPair(ToyGenerator(c), ToyDiscriminator(c)), fit, cfg,
-                               extra={"training": settings, "ring": RING, "data_seed": 0}, seed=seed, device="cpu")
+                               extra={"training": settings, "ring": RING, "data": {"n": RING_POINTS, "seed": 0},
+                                      "checkpoints": CHECKPOINTS, "evaluation": EVALUATION},
+                               seed=seed, device="cpu")
     return with_info(trained)
 
 

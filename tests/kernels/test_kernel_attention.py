@@ -131,7 +131,7 @@ def test_lazy_rescaling_gives_the_same_output(dtype, force_triton, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 def test_tma_kernel_matches_reference(dtype, force_triton):
     """The TMA version of the loop (whole tiles only) on random eligible shapes, self and cross."""
-    from genlib.kernels import attention_triton
+    from genlib.kernels import attention_tma, attention_triton
 
     rng = random.Random(f"tma-{dtype}")
     gen = torch.Generator().manual_seed(6)
@@ -142,7 +142,7 @@ def test_tma_kernel_matches_reference(dtype, force_triton):
         causal = rng.random() < 0.5
         q = torch.randn(b, h, n, d, generator=gen).to(dtype)
         k, v = (torch.randn(b, h, m, d, generator=gen).to(dtype) for _ in range(2))
-        assert attention_triton.tma_eligible(q, k, v)
+        assert attention_tma.tma_eligible(q, k, v)
         out = attention_triton.attention_triton(q, k, v, causal=causal, tma=True)
         ref = attention_reference(q.float(), k.float(), v.float(), causal=causal)
         torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{(b, h, n, m, d, causal)}: {s}")
@@ -150,12 +150,12 @@ def test_tma_kernel_matches_reference(dtype, force_triton):
 
 def test_tma_kernel_reads_rows_of_a_wider_tensor(force_triton, monkeypatch):
     """q, k, v split from one b h n 3d tensor: rows 3d apart. GENLIB_ATTENTION_TMA=1 turns it on."""
-    from genlib.kernels import attention_triton
+    from genlib.kernels import attention_tma
 
-    monkeypatch.setenv(attention_triton.TMA_ENV_VAR, "1")
+    monkeypatch.setenv(attention_tma.TMA_ENV_VAR, "1")
     calls = []
-    original = attention_triton._launch_tma
-    monkeypatch.setattr(attention_triton, "_launch_tma", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    original = attention_tma.launch
+    monkeypatch.setattr(attention_tma, "launch", lambda *a, **kw: calls.append(1) or original(*a, **kw))
     qkv = torch.randn(2, 2, 128, 3 * 32, generator=torch.Generator().manual_seed(7)).half()
     q, k, v = qkv.split(32, dim=-1)
     out = attention(q, k, v)
@@ -173,12 +173,12 @@ def test_tma_kernel_reads_rows_of_a_wider_tensor(force_triton, monkeypatch):
     ],
 )
 def test_tma_kernel_declines_other_shapes_and_the_pointer_kernel_runs(shape, dtype, permute, force_triton):
-    from genlib.kernels import attention_triton
+    from genlib.kernels import attention_tma, attention_triton
 
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(8)).to(dtype)
     if permute:
         x = x.permute(0, 2, 1, 3)
-    assert not attention_triton.tma_eligible(x, x, x)
+    assert not attention_tma.tma_eligible(x, x, x)
     out = attention_triton.attention_triton(x, x, x, tma=True)
     tol = 1e-5 if dtype == torch.float32 else 2e-3
     torch.testing.assert_close(out.float(), attention_reference(x.float(), x.float(), x.float()), atol=tol, rtol=tol)

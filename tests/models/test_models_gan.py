@@ -100,7 +100,7 @@ def test_ring_gan_is_cached_with_its_checkpoints(tmp_path, monkeypatch):
     checkpoints = [m for m in scalars["modes"] if m is not None]
     assert not pair.from_cache and len(checkpoints) == gan.CHECKPOINTS + 1
     assert all(0 <= m <= gan.RING["modes"] for m in checkpoints)
-    assert len([p for p in scalars["points"] if p is not None][-1]) == 300
+    assert len([p for p in scalars["points"] if p is not None][-1]) == gan.EVALUATION["kept"]
     again = gan.load_ring_gan(pack=2, seed=1)
     assert again.from_cache and again.info == pair.info
     assert not gan.load_ring_gan(pack=2, seed=2).from_cache, "another seed is another model"
