@@ -166,3 +166,52 @@ def match_batch(prompts, cell_colour: torch.Tensor, cell_shape: torch.Tensor) ->
             f"got {tuple(cell_colour.shape)} and {tuple(cell_shape.shape)}"
         )
     return torch.tensor([matches(p, c, s) for p, c, s in zip(prompts, cell_colour, cell_shape)], dtype=torch.bool)
+
+
+# ----------------------------------------------------------------------------- word tokens
+
+
+class CaptionVocab:
+    """The words of the shapes grammar as token ids, for sequence models of captions.
+
+    Ids 0, 1, 2 are ``<pad>``, ``<bos>`` (start) and ``<eos>`` (end); then every word the four
+    templates can produce, in a fixed order. :meth:`encode` turns captions into ``b length`` id
+    tensors ``<bos> w1 ... wk <eos> <pad> ...``; :meth:`decode` reads ids back up to ``<eos>``.
+    """
+
+    PAD, BOS, EOS = 0, 1, 2
+    SPECIAL = ("<pad>", "<bos>", "<eos>")
+
+    def __init__(self):
+        grammar = ("a", "an", "and", "to", "the", "left", "right", "of", "above", "below", *NUMBERS)
+        self.words = self.SPECIAL + grammar + tuple(COLOURS) + tuple(SHAPES) + tuple(plural(s) for s in SHAPES)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, texts: list[str], length: int) -> torch.Tensor:
+        """``b length`` int64 ids; a caption longer than ``length - 2`` words raises ``ValueError``."""
+        out = torch.full((len(texts), length), self.PAD, dtype=torch.long)
+        for row, text in enumerate(texts):
+            words = " ".join(text.lower().split()).rstrip(".").split()
+            unknown = [w for w in words if w not in self.index]
+            if unknown:
+                raise ValueError(f"caption {text!r} has words outside the shapes grammar: {unknown}")
+            if len(words) + 2 > length:
+                raise ValueError(f"caption {text!r} needs {len(words) + 2} tokens with <bos> and <eos>; length is {length}")
+            ids = [self.BOS, *(self.index[w] for w in words), self.EOS]
+            out[row, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """The words of each row of ``ids: b n`` after an optional leading ``<bos>``, up to ``<eos>``
+        (or the end); a special token in the middle is kept as its name, so it fails to parse."""
+        texts = []
+        for row in ids.tolist():
+            if row and row[0] == self.BOS:
+                row = row[1:]
+            if self.EOS in row:
+                row = row[: row.index(self.EOS)]
+            texts.append(" ".join(self.words[i] for i in row))
+        return texts

@@ -253,3 +253,22 @@ def test_match_batch():
 def test_constants():
     assert KINDS == ("shape", "colour", "count", "position")
     assert NUMBERS == ("one", "two", "three") and GRID == 3
+
+
+def test_caption_vocab_round_trip_and_errors():
+    from genlib.data import shapes
+    from genlib.data.captions import CaptionVocab, parse_caption
+
+    vocab = CaptionVocab()
+    assert len(set(vocab.words)) == len(vocab) and vocab.words[:3] == ("<pad>", "<bos>", "<eos>")
+    texts = shapes.sample(200, size=16, seed=3).captions
+    ids = vocab.encode(texts, 16)
+    assert ids.shape == (200, 16) and (ids[:, 0] == vocab.BOS).all()
+    back = vocab.decode(ids)
+    assert back == [" ".join(t.lower().split()).rstrip(".") for t in texts]
+    assert all(parse_caption(t) == parse_caption(b) for t, b in zip(texts, back))
+    with pytest.raises(ValueError, match="outside the shapes grammar"):
+        vocab.encode(["a purple dragon"], 8)
+    with pytest.raises(ValueError, match="needs 5 tokens"):
+        vocab.encode(["a red circle"], 4)
+    assert vocab.decode(torch.tensor([[vocab.BOS, vocab.index["a"], vocab.BOS, vocab.EOS]])) == ["a <bos>"]
