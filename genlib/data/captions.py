@@ -183,7 +183,8 @@ class CaptionVocab:
     SPECIAL = ("<pad>", "<bos>", "<eos>")
 
     def __init__(self):
-        grammar = ("a", "an", "and", "to", "the", "left", "right", "of", "above", "below", *NUMBERS)
+        relation_words = dict.fromkeys(w for text in _RELATION_TEXT.values() for w in text.split())
+        grammar = ("a", "an", "and", *relation_words, *NUMBERS)
         self.words = self.SPECIAL + grammar + tuple(COLOURS) + tuple(SHAPES) + tuple(plural(s) for s in SHAPES)
         self.index = {w: i for i, w in enumerate(self.words)}
 
@@ -207,6 +208,8 @@ class CaptionVocab:
     def decode(self, ids: torch.Tensor) -> list[str]:
         """The words of each row of ``ids: b n`` after an optional leading ``<bos>``, up to ``<eos>``
         (or the end); a special token in the middle is kept as its name, so it fails to parse."""
+        if ids.ndim != 2 or ids.dtype != torch.long or (ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(self))):
+            raise ValueError(f"decode expects ids of layout b n (int64, in [0, {len(self) - 1}]), got {tuple(ids.shape)} {ids.dtype}")
         texts = []
         for row in ids.tolist():
             if row and row[0] == self.BOS:

@@ -13,6 +13,7 @@ be added independently):
   whose presets follow the profile.
 * :mod:`genlib.nn.quantize`, :mod:`genlib.nn.convnets` -- vector quantisation and convolutional
   encoders/decoders (chapter 04).
+* :mod:`genlib.nn.transformer` -- the pre-norm transformer block and a small GPT (Appendix B).
 
 ``nn`` stands on ``config`` and ``kernels``; it never imports ``models``.
 """

@@ -1,4 +1,4 @@
-"""Transformer blocks and a small GPT (survey App. D-E; Vaswani et al. 2017, Radford et al. 2018).
+"""Transformer blocks and a small GPT (survey App. D-E; Vaswani et al. 2017; GPT-2, Radford et al. 2019).
 
 A block is pre-norm, as in GPT-2 and most image and video transformers since::
 
@@ -9,8 +9,9 @@ A block is pre-norm, as in GPT-2 and most image and video transformers since::
 :class:`GPT` embeds tokens ``b n`` (int64) and their positions, runs causal blocks and maps each
 position to logits over the vocabulary: position ``i`` predicts token ``i + 1`` from tokens
 ``0..i``. :meth:`GPT.generate` samples one token at a time; past ``block_size`` tokens it keeps
-only the last ``block_size`` as context, the sliding window that VQ-GAN uses to sample code maps
-larger than the ones it was trained on (survey §6.4).
+only the last ``block_size`` as context (a 1-D sliding window; VQ-GAN slides a 2-D window over its
+code map, survey §6.4). The window's first token then sits at position 0, which matches training
+only if training sequences were crops of longer streams, not sequences anchored at a start token.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """A block built with ``context_dim`` needs a context (unlike ``AttentionBlock2d``, which
+        skips its cross-attention without one)."""
         x = x + self.drop(self.attn(self.norm1(x)))
         if self.cross is not None:
             if context is None:
@@ -108,9 +111,10 @@ class GPT(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Extend ``prefix: b n0`` by ``steps`` sampled tokens; returns ``b (n0 + steps)``.
 
-        Each token is drawn from ``softmax(logits / temperature)`` (restricted to the ``top_k`` most
-        likely with ``top_k``) given the last ``block_size`` tokens at most: the sliding window.
-        Draws come from ``generator`` (a CPU generator: the same tokens on any device).
+        Each token is drawn from ``softmax(logits / temperature)`` (restricted to exactly the
+        ``top_k`` most likely with ``top_k``) given the last ``block_size`` tokens at most: the
+        sliding window. Draws come from ``generator``, a CPU generator (the probabilities are moved
+        to the CPU to draw): the same draws for the same probabilities on any device.
         """
         if steps < 0 or temperature <= 0 or (top_k is not None and top_k < 1):
             raise ValueError(f"need steps >= 0, temperature > 0, top_k >= 1; got {steps}, {temperature}, {top_k}")
@@ -121,8 +125,8 @@ class GPT(nn.Module):
             for _ in range(steps):
                 logits = self(tokens[:, -self.cfg.block_size:])[:, -1].float() / temperature
                 if top_k is not None and top_k < logits.shape[-1]:
-                    kth = logits.topk(top_k, dim=-1).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                    values, index = logits.topk(top_k, dim=-1)  # exactly top_k, ties broken by topk
+                    logits = torch.full_like(logits, float("-inf")).scatter(-1, index, values)
                 probs = logits.softmax(-1).cpu()
                 nxt = torch.multinomial(probs, 1, generator=generator).to(tokens.device)
                 tokens = torch.cat([tokens, nxt], dim=1)

@@ -73,3 +73,11 @@ def test_loss_leaves_out_padding():
     logits = gpt(tokens[:, :3])
     expected = torch.nn.functional.cross_entropy(logits[0], tokens[0, 1:4])
     torch.testing.assert_close(gpt.loss(tokens, ignore_index=0), expected)
+
+
+def test_top_k_keeps_exactly_k_tokens_even_with_ties():
+    gpt = GPT(GPTConfig(vocab_size=6, block_size=4, dim=8, heads=2, layers=1))
+    with torch.no_grad():  # all logits equal: every token ties
+        gpt.head.weight.zero_()
+    draws = gpt.generate(torch.zeros(200, 1, dtype=torch.long), 1, top_k=2, generator=torch.Generator().manual_seed(0))
+    assert len(set(draws[:, 1].tolist())) == 2
