@@ -9,9 +9,11 @@
 # reproduction table). KTIME / CTIME: per-part time limits in seconds. Results go to $OUT (or
 # ./gpu-out): kernels.json + kernels.txt for benchmarks/results/, the chapter records
 # (*--gpu.json) for chapters/records/, per-cell chapter times, and gpu.txt naming card and versions.
-# One device call runs at most 10 minutes: the kernels take about 2, each chapter up to 3 (its
-# budget), so split a full session in two calls, e.g. PARTS=chapters CHAPTERS="07 appD", then
-# CHAPTERS="03 04" with PARTS="chapters kernels".
+# One device call runs at most 10 minutes and a session has 15 minutes of device time: the kernels
+# take about 2, each chapter up to 3 (its budget), so five chapters and the kernels may not all fit
+# in one session. Split by priority, e.g. PARTS=chapters CHAPTERS="07 appD 05", then
+# CHAPTERS="03 04" with PARTS="chapters kernels"; the per-cell times of the first call say what
+# the second can hold.
 # Afterwards, on the development machine: copy the records and JSON into place, add the numbers
 # (card, date) to benchmarks/RESULTS.md, run `make notebooks` for the chapters whose records
 # changed, and `make test`.
