@@ -8,7 +8,8 @@ be added independently):
 * :mod:`genlib.nn.resblock` -- the residual block of diffusion U-Nets: GroupNorm + SiLU (through
   :func:`genlib.kernels.group_norm_silu`), 3x3 convolutions, a timestep embedding added in between.
 * :mod:`genlib.nn.attention` -- multi-head self- and cross-attention on tokens ``b n d`` and on
-  feature maps ``b c h w`` (through :func:`genlib.kernels.attention`).
+  feature maps ``b c h w`` (through :func:`genlib.kernels.attention`), and axial attention on
+  grids ``b h w d``.
 * :mod:`genlib.nn.unet` -- the U-Net of DDPM / LDM, sized by a :class:`~genlib.nn.unet.UNetConfig`
   whose presets follow the profile.
 * :mod:`genlib.nn.quantize`, :mod:`genlib.nn.convnets` -- vector quantisation and convolutional

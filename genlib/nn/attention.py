@@ -102,3 +102,29 @@ class AttentionBlock2d(nn.Module):
         if self.cross_attn is not None and context is not None:
             out = out + self.cross_attn(self.norm_cross(out), context)
         return rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+
+
+class AxialAttention2d(nn.Module):
+    """``x: b h w dim -> b h w dim``: attention along each row, then along each column (axial
+    attention, Ho et al. 2019), each with a residual connection.
+
+    Full attention over an ``h x w`` grid forms ``(h w)^2`` scores per head; a row pass forms
+    ``h w^2`` and a column pass ``w h^2``. After both, every output position has read every input
+    position (through the row it shares with one and the column it shares with the other), at a
+    cost of ``h w (h + w)`` scores. Video models do the same along time, rows and columns.
+    """
+
+    def __init__(self, dim: int, heads: int = 4):
+        super().__init__()
+        self.dim = dim
+        self.row = MultiHeadAttention(dim, heads)
+        self.col = MultiHeadAttention(dim, heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[-1] != self.dim:
+            raise ValueError(f"AxialAttention2d expects x of layout b h w d with d={self.dim}, got {tuple(x.shape)}")
+        b = x.shape[0]
+        rows = rearrange(x, "b h w d -> (b h) w d")  # each row is a sequence of w positions
+        x = x + rearrange(self.row(rows), "(b h) w d -> b h w d", b=b)
+        cols = rearrange(x, "b h w d -> (b w) h d")  # each column a sequence of h positions
+        return x + rearrange(self.col(cols), "(b w) h d -> b h w d", b=b)

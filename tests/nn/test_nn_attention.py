@@ -67,3 +67,19 @@ def test_bad_inputs():
         MultiHeadAttention(10, heads=3)
     with pytest.raises(ValueError, match="b c h w"):
         AttentionBlock2d(8, heads=2, groups=4)(torch.randn(2, 4, 3, 3))
+
+
+def test_axial_attention_reads_the_whole_grid_only_after_both_passes():
+    from genlib.nn.attention import AxialAttention2d
+
+    torch.manual_seed(0)
+    axial = AxialAttention2d(8, heads=2)
+    x = torch.randn(1, 4, 5, 8, requires_grad=True)
+    (grad_full,) = torch.autograd.grad(axial(x)[0, 0, 0].sum(), x)
+    assert (grad_full[0].abs().sum(-1) > 0).all(), "output (0, 0) depends on every position"
+    rows = x.reshape(4, 5, 8)  # the row pass alone: output (0, 0) sees row 0 only
+    (grad_row,) = torch.autograd.grad(axial.row(rows)[0, 0].sum(), x)
+    reach = grad_row[0].abs().sum(-1) > 0
+    assert reach[0].all() and not reach[1:].any()
+    with pytest.raises(ValueError, match="b h w d with d=8"):
+        axial(torch.zeros(1, 4, 5, 6))
