@@ -85,6 +85,12 @@ class Trained:
     path: Path | None
     loaded: bool
 
+    def annotated(self) -> torch.nn.Module:
+        """The model with ``model.info`` (the training info) and ``model.from_cache`` (whether it
+        was loaded) set, the form every ``load_*`` function of genlib returns."""
+        self.model.info, self.model.from_cache = self.info, self.loaded
+        return self.model
+
 
 @dataclasses.dataclass
 class Cached:

@@ -161,10 +161,7 @@ def load_evaluator(size: int = 32, cfg: EvaluatorConfig | None = None) -> Shapes
     cfg = cfg or EvaluatorConfig.for_profile(size)
     if cfg.size != size:
         raise ValueError(f"asked for a {size}x{size} evaluator with a config for {cfg.size}x{cfg.size} images")
-    trained = zoo.get_or_train("shapes-evaluator", ShapesEvaluator, train_evaluator, cfg)
-    trained.model.info = trained.info
-    trained.model.from_cache = trained.loaded
-    return trained.model
+    return zoo.get_or_train("shapes-evaluator", ShapesEvaluator, train_evaluator, cfg).annotated()
 
 
 def _batched(fn, images: torch.Tensor, batch_size: int = 512):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from genlib import config, train, zoo
 from genlib.data import digits
-from genlib.models.gan import GANPair, GANTraining, train_gan, with_info
+from genlib.models.gan import GANPair, GANTraining, train_gan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,4 +141,4 @@ def load_digits_cgan(seed: int = 0) -> GANPair:
 
     trained = zoo.get_or_train("gan-digits", lambda c: GANPair(ConvGenerator(c), ConvDiscriminator(c)), fit, cfg,
                                extra={"training": settings, "split_seed": 0}, seed=seed)
-    return with_info(trained)
+    return trained.annotated()

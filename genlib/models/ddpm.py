@@ -138,10 +138,7 @@ def load_ddpm(world: str = "shapes", schedule_kind: str = "linear", cfg: DDPMCon
     cfg = cfg or DDPMConfig.preset(world, schedule_kind, **overrides)
     if cfg.world != world or cfg.schedule != schedule_kind:
         raise ValueError(f"cfg is for world={cfg.world!r}, schedule={cfg.schedule!r}; asked for {world!r}, {schedule_kind!r}")
-    trained = zoo.get_or_train("ddpm", DDPM, train_ddpm, cfg)
-    trained.model.info = trained.info
-    trained.model.from_cache = trained.loaded
-    return trained.model
+    return zoo.get_or_train("ddpm", DDPM, train_ddpm, cfg).annotated()
 
 
 def sample(model: nn.Module, n: int, *, sampler: str = "ddim", num_steps: int | None = None, eta: float = 0.0,
@@ -266,7 +263,4 @@ def train_toy(model: PointDenoiser) -> dict:
 def load_toy_ddpm(dataset: str = "ring", cfg: ToyConfig | None = None, **overrides) -> PointDenoiser:
     """The trained 2-D denoiser for a :mod:`genlib.data.toy2d` data set (cached; trains on the CPU)."""
     cfg = cfg or ToyConfig.preset(dataset, **overrides)
-    trained = zoo.get_or_train("ddpm-toy", PointDenoiser, train_toy, cfg, device="cpu")
-    trained.model.info = trained.info
-    trained.model.from_cache = trained.loaded
-    return trained.model
+    return zoo.get_or_train("ddpm-toy", PointDenoiser, train_toy, cfg, device="cpu").annotated()

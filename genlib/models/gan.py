@@ -189,7 +189,7 @@ def train_gan(
     def noise(n: int) -> torch.Tensor:
         return config.randn((n, G.z_dim), generator=g, device=dev)
 
-    def generate(n: int, y):
+    def fakes(n: int, y):
         return G(noise(n)) if y is None else G(noise(n), y)
 
     def judge(x, y):
@@ -211,14 +211,14 @@ def train_gan(
                 x, y = _split(train.to_device(real_batch(draws), dev))
                 draws += 1
                 with torch.no_grad():
-                    fake = generate(len(x), y)
+                    fake = fakes(len(x), y)
                 real_logits, fake_logits = judge(x, y), judge(fake, y)
                 d_loss = discriminator_loss(real_logits, fake_logits)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
             # one step on G, with fresh noise (and the last real batch's labels)
-            g_loss = generator_loss(judge(generate(len(x), y), y), settings.loss)
+            g_loss = generator_loss(judge(fakes(len(x), y), y), settings.loss)
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
@@ -304,11 +304,4 @@ def load_ring_gan(pack: int = 1, seed: int = 0, loss: str = "non_saturating") ->
                                extra={"training": settings, "ring": RING, "data": {"n": RING_POINTS, "seed": 0},
                                       "checkpoints": CHECKPOINTS, "evaluation": EVALUATION},
                                seed=seed, device="cpu")
-    return with_info(trained)
-
-
-def with_info(trained) -> GANPair:
-    """The pair of a :func:`genlib.zoo.get_or_train` result, with ``info`` and ``from_cache`` set."""
-    pair = trained.model
-    pair.info, pair.from_cache = trained.info, trained.loaded
-    return pair
+    return trained.annotated()

@@ -84,7 +84,8 @@ class GPT(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``tokens: b n -> b n dim``: token plus position embeddings, after checking the layout."""
         cfg = self.cfg
         if tokens.ndim != 2 or tokens.dtype != torch.long or not 1 <= tokens.shape[1] <= cfg.block_size:
             raise ValueError(f"GPT expects tokens of layout b n (int64, 1 <= n <= block_size = {cfg.block_size}), "
@@ -92,10 +93,24 @@ class GPT(nn.Module):
         if int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size:
             raise ValueError(f"tokens must lie in [0, {cfg.vocab_size - 1}]")
         positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.token(tokens) + self.position(positions)
+        return self.token(tokens) + self.position(positions)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+    @torch.no_grad()
+    def attention_maps(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Each block's self-attention weights on ``tokens: b n``: a list (one per block) of
+        ``b heads n n`` tensors, row ``i`` the weights query ``i`` gives keys ``0..i``."""
+        x = self.embed(tokens)
+        maps = []
+        for block in self.blocks:
+            maps.append(block.attn.attention_map(block.norm1(x)))
+            x = block(x)
+        return maps
 
     def loss(self, tokens: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
         """Mean next-token cross entropy (nats per token): logits at ``0..n-2`` against tokens

@@ -81,3 +81,11 @@ def test_top_k_keeps_exactly_k_tokens_even_with_ties():
         gpt.head.weight.zero_()
     draws = gpt.generate(torch.zeros(200, 1, dtype=torch.long), 1, top_k=2, generator=torch.Generator().manual_seed(0))
     assert len(set(draws[:, 1].tolist())) == 2
+
+
+def test_attention_maps_are_causal_weights_per_block():
+    torch.manual_seed(4)
+    gpt = GPT(GPTConfig(vocab_size=9, block_size=6, dim=16, heads=4, layers=3))
+    maps = gpt.attention_maps(torch.randint(9, (2, 6)))
+    assert len(maps) == 3 and all(m.shape == (2, 4, 6, 6) for m in maps)
+    assert all(m.triu(1).abs().max() == 0 and torch.allclose(m.sum(-1), torch.ones(2, 4, 6)) for m in maps)
