@@ -5,6 +5,8 @@ be added independently):
 
 * :mod:`genlib.nn.embeddings` -- the sinusoidal timestep embedding (survey eq. 15), one pinned
   convention, and the small MLP that follows it.
+* :mod:`genlib.nn.norms` -- BatchNorm, LayerNorm, InstanceNorm and GroupNorm written from their
+  definition on ``b c h w`` (survey App. C.3, Fig. 88; Appendix A).
 * :mod:`genlib.nn.resblock` -- the residual block of diffusion U-Nets: GroupNorm + SiLU (through
   :func:`genlib.kernels.group_norm_silu`), 3x3 convolutions, a timestep embedding added in between.
 * :mod:`genlib.nn.attention` -- multi-head self- and cross-attention on tokens ``b n d`` and on
