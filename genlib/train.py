@@ -201,7 +201,7 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return batch
 
 
-def _batch_source(batches: Iterable[Batch] | Callable[[int], Batch]) -> Callable[[int], Batch]:
+def batch_source(batches: Iterable[Batch] | Callable[[int], Batch]) -> Callable[[int], Batch]:
     """Turn ``batches`` into a function ``step -> batch``."""
     if isinstance(batches, torch.Tensor):
         raise TypeError("batches is a single tensor; to reuse one batch every step pass `lambda step: x`")
@@ -243,7 +243,9 @@ def autocast_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype 
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _show_progress() -> bool:
+def show_progress() -> bool:
+    """Whether training loops show a progress bar by default: yes, unless ``GENLIB_STATIC`` is set
+    (the book build, nbval and ``make notebooks``, where a bar would only clutter the output)."""
     return os.environ.get("GENLIB_STATIC", "").strip() in ("", "0")
 
 
@@ -305,11 +307,11 @@ def fit(
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     if ema_decay is not None:
         ema = EMA(model, ema_decay)
-    next_batch = _batch_source(batches)
+    next_batch = batch_source(batches)
 
     history = History()
     pending: list[tuple[torch.Tensor, dict[str, Any]]] = []
-    bar = tqdm(total=steps, desc=desc, disable=not (_show_progress() if progress is None else progress))
+    bar = tqdm(total=steps, desc=desc, disable=not (show_progress() if progress is None else progress))
     start = time.perf_counter()
     try:
         for step in range(steps):
@@ -341,7 +343,7 @@ def fit(
 
             pending.append((loss.detach().float().reshape(()), scalars))
             if (step + 1) % log_every == 0 or step == steps - 1:
-                _flush(pending, history)
+                flush_pending(pending, history)
                 pending.clear()
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{history.last(log_every):.4g}")
@@ -356,7 +358,7 @@ def fit(
     return history
 
 
-def _flush(pending: list[tuple[torch.Tensor, dict[str, Any]]], history: History) -> None:
+def flush_pending(pending: list[tuple[torch.Tensor, dict[str, Any]]], history: History) -> None:
     """Append the pending steps' values to ``history`` (one device-to-host read for the losses)."""
     first = len(history.loss)
     losses = torch.stack([loss for loss, _ in pending]).cpu().tolist()

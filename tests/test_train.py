@@ -263,7 +263,7 @@ def test_training_mode_restored_and_progress_bar_switch(capsys, monkeypatch):
     fit(model, mse, regression_batch, 2, progress=True, desc="demo")
     assert "demo" in capsys.readouterr().err
     monkeypatch.delenv("GENLIB_STATIC")
-    assert train._show_progress()
+    assert train.show_progress()
 
 
 def test_amp_is_off_on_the_cpu_and_checks_its_argument():

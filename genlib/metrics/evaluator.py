@@ -86,6 +86,16 @@ class ShapesEvaluator(nn.Module):
             x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
         return rearrange(x, "b c (gy p) (gx q) -> (b gy gx) c p q", gy=captions.GRID, gx=captions.GRID)
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``b 3 h w ->`` the trunk's four activation maps, each ``(b 9) c p q`` (cells folded into
+        the batch, row-major): what a perceptual loss compares (:mod:`genlib.nn.perceptual`)."""
+        h, maps = self.cells(x), []
+        for layer in self.trunk:
+            h = layer(h)
+            if isinstance(layer, nn.SiLU):
+                maps.append(h)
+        return maps
+
     def cell_embeddings(self, x: torch.Tensor) -> torch.Tensor:
         """``b 3 h w -> b 9 f``: one embedding per layout cell."""
         e = F.silu(self.embed(self.trunk(self.cells(x)).flatten(1)))

@@ -181,7 +181,7 @@ def train_gan(
     opt_d = torch.optim.Adam(D.parameters(), lr=settings.lr, betas=settings.betas)
     history = train.History()
     scalars = history.scalars
-    show = train._show_progress() if progress is None else progress
+    show = train.show_progress() if progress is None else progress
     bar = tqdm(total=settings.steps, desc=desc, disable=not show)
     pair.train()
     start, draws = time.perf_counter(), 0

@@ -223,8 +223,8 @@ class VectorQuantizer(nn.Module):
         """VQ-VAE App. A.1: N_i <- g N_i + (1-g) n_i;  m_i <- g m_i + (1-g) sum_{z -> i} z;
         e_i = m_i / N_i (with N Laplace-smoothed so an unused code does not divide by zero)."""
         g = self.decay
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat.detach().float())
-        self.ema_count.mul_(g).add_(counts.float(), alpha=1 - g)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat.detach().to(self.ema_sum.dtype))
+        self.ema_count.mul_(g).add_(counts.to(self.ema_count.dtype), alpha=1 - g)
         self.ema_sum.mul_(g).add_(sums, alpha=1 - g)
         n = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n

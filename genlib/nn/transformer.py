@@ -123,31 +123,52 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, prefix: torch.Tensor, steps: int, *, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 vocab: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Extend ``prefix: b n0`` by ``steps`` sampled tokens; returns ``b (n0 + steps)``.
 
-        Each token is drawn from ``softmax(logits / temperature)`` (restricted to exactly the
-        ``top_k`` most likely with ``top_k``) given the last ``block_size`` tokens at most: the
-        sliding window. Draws come from ``generator``, a CPU generator (the probabilities are moved
-        to the CPU to draw): the same draws for the same probabilities on any device.
+        Each token is drawn by :func:`sample_next` (temperature, top-k, only tokens below
+        ``vocab`` when given) from the logits given the last ``block_size`` tokens at most: the
+        sliding window.
         """
-        if steps < 0 or temperature <= 0 or (top_k is not None and top_k < 1):
-            raise ValueError(f"need steps >= 0, temperature > 0, top_k >= 1; got {steps}, {temperature}, {top_k}")
+        check_sampling(steps, temperature, top_k, vocab, self.cfg.vocab_size)
         was_training = self.training
         self.eval()
         tokens = prefix
         try:
             for _ in range(steps):
-                logits = self(tokens[:, -self.cfg.block_size:])[:, -1].float() / temperature
-                if top_k is not None and top_k < logits.shape[-1]:
-                    values, index = logits.topk(top_k, dim=-1)  # exactly top_k, ties broken by topk
-                    logits = torch.full_like(logits, float("-inf")).scatter(-1, index, values)
-                probs = logits.softmax(-1).cpu()
-                nxt = torch.multinomial(probs, 1, generator=generator).to(tokens.device)
-                tokens = torch.cat([tokens, nxt], dim=1)
+                logits = self(tokens[:, -self.cfg.block_size:])[:, -1]
+                nxt = sample_next(logits, temperature=temperature, top_k=top_k, vocab=vocab, generator=generator)
+                tokens = torch.cat([tokens, nxt.to(tokens.device)[:, None]], dim=1)
         finally:
             self.train(was_training)
         return tokens
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def check_sampling(steps: int, temperature: float, top_k: int | None, vocab: int | None, vocab_size: int) -> None:
+    if steps < 0 or temperature <= 0 or (top_k is not None and top_k < 1):
+        raise ValueError(f"need steps >= 0, temperature > 0, top_k >= 1; got {steps}, {temperature}, {top_k}")
+    if vocab is not None and not 1 <= vocab <= vocab_size:
+        raise ValueError(f"vocab must lie in [1, {vocab_size}] (sample tokens 0..vocab-1), got {vocab}")
+
+
+def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None, vocab: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of ``logits: b V``, drawn from ``softmax(logits / temperature)``.
+
+    ``vocab``: only tokens ``0..vocab-1`` can be drawn (a prior whose vocabulary also holds
+    condition tokens, :mod:`genlib.models.code_prior`); ``top_k``: only exactly the ``top_k`` most
+    likely of those (ties broken by ``topk``). The probabilities move to the CPU and the draw uses
+    ``generator``, a CPU generator: the same draws for the same probabilities on any device.
+    Returns ``b`` int64 on the CPU.
+    """
+    logits = logits.float()
+    if vocab is not None:
+        logits = logits[:, :vocab]
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        values, index = logits.topk(top_k, dim=-1)
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, index, values)
+    return torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator)[:, 0]

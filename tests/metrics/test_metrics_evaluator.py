@@ -287,3 +287,11 @@ def test_prompt_accuracy_needs_one_prompt_per_image(batch):
         ev.prompt_accuracy(model, batch.images[:4], batch.prompts[:3])
     with pytest.raises(ValueError, match="outside the shapes grammar"):
         ev.prompt_accuracy(model, batch.images[:1], ["a dog"])
+
+
+def test_feature_maps_are_the_trunk_stages_per_cell():
+    model = ev.ShapesEvaluator(ev.EvaluatorConfig(width=4, cell_features=4))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    maps = model.feature_maps(x)
+    assert [tuple(m.shape) for m in maps] == [(18, 4, 11, 11), (18, 8, 6, 6), (18, 8, 6, 6), (18, 16, 3, 3)]
+    torch.testing.assert_close(maps[-1], model.trunk(model.cells(x)))

@@ -123,3 +123,10 @@ def test_nearest_code_has_no_graph():
     e = torch.randn(3, 4, requires_grad=True)
     idx = nearest_code(z, e)
     assert idx.dtype == torch.int64 and not idx.requires_grad
+
+
+def test_ema_codebook_follows_the_module_dtype():
+    """A float64 model (used for exact gradient checks) updates its EMA codebook in float64."""
+    vq = VectorQuantizer(8, 4, ema=True).double()
+    q = vq(torch.randn(2, 4, 3, 3, dtype=torch.float64))
+    assert q.z_q.dtype == vq.codebook.dtype == vq.ema_sum.dtype == torch.float64
