@@ -174,7 +174,9 @@ def load_evaluator(size: int = 32, cfg: EvaluatorConfig | None = None) -> Shapes
     return zoo.get_or_train("shapes-evaluator", ShapesEvaluator, train_evaluator, cfg).annotated()
 
 
-def _batched(fn, images: torch.Tensor, batch_size: int = 512):
+def batched(fn, images: torch.Tensor, batch_size: int = 512):
+    """``fn`` (a bound method of an evaluator) on ``images`` in chunks of ``batch_size``, on the
+    evaluator's device; outputs (tensors, or dicts of tensors) concatenated on the CPU."""
     if len(images) == 0:
         raise ValueError("need at least one image, got an empty batch")
     dev = config.module_device(fn.__self__)
@@ -188,14 +190,14 @@ def _batched(fn, images: torch.Tensor, batch_size: int = 512):
 def features(evaluator: ShapesEvaluator, images: torch.Tensor) -> torch.Tensor:
     """Evaluator features of many images (batched, no gradient): ``n 3 h w -> n features``."""
     evaluator.eval()
-    return _batched(evaluator.features, images)
+    return batched(evaluator.features, images)
 
 
 @torch.no_grad()
 def class_probs(evaluator: ShapesEvaluator, images: torch.Tensor) -> torch.Tensor:
     """p(colour, shape | image) of many images (batched, no gradient): ``n 3 h w -> n 24``."""
     evaluator.eval()
-    return _batched(evaluator.class_probs, images)
+    return batched(evaluator.class_probs, images)
 
 
 @torch.no_grad()
@@ -207,7 +209,7 @@ def attribute_accuracy(evaluator: ShapesEvaluator, batch: shapes.ShapesBatch) ->
     occupied cells.
     """
     evaluator.eval()
-    pred = _batched(evaluator.predict, batch.images)
+    pred = batched(evaluator.predict, batch.images)
     occupied = batch.attrs["cell_colour"] > 0
     out = {}
     for name in HEADS:
@@ -230,7 +232,7 @@ def prompt_accuracy(evaluator: ShapesEvaluator, images: torch.Tensor, prompts) -
         raise ValueError(f"expected one prompt per image, got {len(prompts)} prompts for {len(images)} images")
     prompts = [captions.parse_caption(p) if isinstance(p, str) else p for p in prompts]
     evaluator.eval()
-    pred = _batched(evaluator.predict, images)
+    pred = batched(evaluator.predict, images)
     ok = captions.match_batch(prompts, pred["cell_colour"], pred["cell_shape"])
     out = {}
     for kind in captions.KINDS:

@@ -17,6 +17,10 @@ be added independently):
 * :mod:`genlib.nn.quantize`, :mod:`genlib.nn.convnets` -- vector quantisation and convolutional
   encoders/decoders (chapter 04).
 * :mod:`genlib.nn.transformer` -- the pre-norm transformer block and a small GPT (Appendix B).
+* :mod:`genlib.nn.discriminator`, :mod:`genlib.nn.perceptual` -- the patch discriminator and the
+  perceptual distance of VQ-GAN's first stage (chapter 06).
+* :mod:`genlib.nn.video` -- layers on clips ``b c t h w``: 3D and (2+1)D convolutions, spatial,
+  temporal, full and axial attention, and their parameter and FLOP counts (chapter 10).
 
 ``nn`` stands on ``config`` and ``kernels``; it never imports ``models``.
 """
