@@ -168,7 +168,7 @@ def shapes_prior_preset(num_codes: int) -> tuple[CodePriorConfig, PriorTraining]
     ``num_codes`` codes (one condition token per colour of :data:`genlib.data.render.COLOURS`)."""
     cfg = CodePriorConfig(num_codes=num_codes, num_conditions=len(COLOURS), height=8, width=8,
                           dim=config.pick(ci=32, cpu=64, gpu=256), heads=4, layers=config.pick(ci=1, cpu=2, gpu=6))
-    steps = config.pick(ci=30, cpu=1000, gpu=6000)
+    steps = config.pick(ci=30, cpu=1000, gpu=4000)
     return cfg, PriorTraining(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=256), lr=config.pick(ci=1e-3, cpu=2e-3, gpu=1e-3),
                              warmup=steps // 15)
 

@@ -228,7 +228,7 @@ def shapes_preset(variant: str = "VQ-GAN (L1 + perceptual + patch GAN)") -> tupl
     vq = VQVAEConfig(net=ConvNetConfig(in_channels=3, **net), num_codes=config.pick(ci=32, cpu=128, gpu=256),
                      ema=True, restart_dead=True, dead_after=config.pick(ci=10, cpu=20, gpu=50))
     cfg = VQGANConfig(vq=vq, disc_width=config.pick(ci=8, cpu=16, gpu=64), disc_layers=1)
-    steps = config.pick(ci=30, cpu=400, gpu=2500)
+    steps = config.pick(ci=30, cpu=400, gpu=2000)
     settings = VQGANTraining(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=128), warmup=steps // 20,
                              disc_start=steps * 2 // 5, **VARIANTS[variant])
     return cfg, settings
