@@ -105,7 +105,54 @@ def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: 
     return (g_rec.norm() / (g_gan.norm() + delta)).clamp(0, 1e4).detach()
 
 
-class VQGAN(nn.Module):
+class FirstStage(nn.Module):
+    """An autoencoder trained with the VQ-GAN losses, and its discriminator. Subclasses say how
+    they reconstruct and what regularises their latent (:meth:`reconstruct`): VQ-GAN's codebook
+    losses here, the LDM autoencoder's small KL term in :mod:`genlib.models.kl_autoencoder`."""
+
+    autoencoder: nn.Module
+    discriminator: PatchDiscriminator
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``x -> (x_hat, the latent's regulariser loss, its terms to record)``."""
+        raise NotImplementedError
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """``G_L`` of eq. 7: the weight of the decoder's output convolution."""
+        return self.autoencoder.decoder.conv_out.weight
+
+    def autoencoder_loss(self, x: torch.Tensor, settings: VQGANTraining, perceptual: FeatureMaps | None,
+                         with_gan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss the autoencoder descends (module doc), and its terms as detached scalars."""
+        recon, reg, terms = self.reconstruct(x)
+        pixel = F.l1_loss(recon, x) if settings.rec_loss == "l1" else F.mse_loss(recon, x)
+        rec = pixel
+        terms["pixel"] = pixel
+        if settings.perceptual_weight > 0:
+            if perceptual is None:
+                raise ValueError("perceptual_weight > 0 needs a perceptual network's feature_maps")
+            p = perceptual_distance(perceptual, recon, x).mean()
+            rec = rec + settings.perceptual_weight * p
+            terms["perceptual"] = p
+        total = rec + reg
+        if with_gan:
+            logits = self.discriminator(recon)
+            g_loss = -logits.mean() if settings.gan_loss == "hinge" else gan.generator_loss(logits, "non_saturating")
+            lam = adaptive_weight(rec, g_loss, self.last_layer, settings.delta) if settings.adaptive else torch.ones(())
+            total = total + settings.gan_weight * lam * g_loss
+            terms.update(g_loss=g_loss, adaptive_lambda=lam)
+        terms["recon"] = recon.detach()
+        return total, terms
+
+    def discriminator_loss(self, x: torch.Tensor, recon: torch.Tensor, settings: VQGANTraining) -> tuple[torch.Tensor, dict]:
+        """D's loss on real images and (detached) reconstructions, and mean logits on each."""
+        real, fake = self.discriminator(x), self.discriminator(recon.detach())
+        loss = hinge_discriminator_loss(real, fake) if settings.gan_loss == "hinge" else gan.discriminator_loss(real, fake)
+        return loss, {"d_loss": loss, "d_real": real.mean(), "d_fake": fake.mean()}
+
+
+class VQGAN(FirstStage):
     """The first stage: ``autoencoder`` (a VQ-VAE) and ``discriminator`` (a patch discriminator)."""
 
     def __init__(self, cfg: VQGANConfig):
@@ -125,42 +172,13 @@ class VQGAN(nn.Module):
         """Code indices ``b h' w'`` -> images ``b c h w``."""
         return self.autoencoder.decode_indices(indices)
 
-    @property
-    def last_layer(self) -> torch.Tensor:
-        """``G_L`` of eq. 7: the weight of the decoder's output convolution."""
-        return self.autoencoder.decoder.conv_out.weight
-
-    def autoencoder_loss(self, x: torch.Tensor, settings: VQGANTraining, perceptual: FeatureMaps | None,
-                         with_gan: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss E, G and Z descend (module doc), and its terms as detached scalars."""
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The VQ-VAE's reconstruction; the regulariser is eq. 8's codebook and commitment terms."""
         out = self.autoencoder(x)
-        pixel = F.l1_loss(out.recon, x) if settings.rec_loss == "l1" else F.mse_loss(out.recon, x)
-        rec = pixel
-        terms = {"pixel": pixel, "vq": out.quant.loss, "perplexity": out.quant.perplexity}
-        if settings.perceptual_weight > 0:
-            if perceptual is None:
-                raise ValueError("perceptual_weight > 0 needs a perceptual network's feature_maps")
-            p = perceptual_distance(perceptual, out.recon, x).mean()
-            rec = rec + settings.perceptual_weight * p
-            terms["perceptual"] = p
-        total = rec + out.quant.loss
-        if with_gan:
-            logits = self.discriminator(out.recon)
-            g_loss = -logits.mean() if settings.gan_loss == "hinge" else gan.generator_loss(logits, "non_saturating")
-            lam = adaptive_weight(rec, g_loss, self.last_layer, settings.delta) if settings.adaptive else torch.ones(())
-            total = total + settings.gan_weight * lam * g_loss
-            terms.update(g_loss=g_loss, adaptive_lambda=lam)
-        terms["recon"] = out.recon.detach()
-        return total, terms
-
-    def discriminator_loss(self, x: torch.Tensor, recon: torch.Tensor, settings: VQGANTraining) -> tuple[torch.Tensor, dict]:
-        """D's loss on real images and (detached) reconstructions, and mean logits on each."""
-        real, fake = self.discriminator(x), self.discriminator(recon.detach())
-        loss = hinge_discriminator_loss(real, fake) if settings.gan_loss == "hinge" else gan.discriminator_loss(real, fake)
-        return loss, {"d_loss": loss, "d_real": real.mean(), "d_fake": fake.mean()}
+        return out.recon, out.quant.loss, {"vq": out.quant.loss, "perplexity": out.quant.perplexity}
 
 
-def train_vqgan(model: VQGAN, batches: Iterable | Callable[[int], torch.Tensor], settings: VQGANTraining, *,
+def train_vqgan(model: FirstStage, batches: Iterable | Callable[[int], torch.Tensor], settings: VQGANTraining, *,
                 perceptual: FeatureMaps | None = None, seed: int = 0, device: str | torch.device | None = None,
                 progress: bool | None = None, desc: str = "VQ-GAN") -> train.History:
     """Train ``model`` in place (module doc); returns a :class:`genlib.train.History` whose
