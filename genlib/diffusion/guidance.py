@@ -50,6 +50,28 @@ def cfg_combine(pred_cond: torch.Tensor, pred_uncond: torch.Tensor, guidance_sca
     return pred_uncond + guidance_scale * (pred_cond - pred_uncond)
 
 
+def drop_condition(cond: torch.Tensor, null: torch.Tensor | int, p: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training for classifier-free guidance (Ho & Salimans 2022): replace each sample's condition
+    by the *null* condition with probability ``p``, so one network learns ``eps_c`` and ``eps_u``.
+
+    ``cond``: class labels ``b`` (int64; ``null`` is the label that means "none", e.g. the U-Net's
+    ``num_classes``) or a context ``b n d`` (``null``: ``n d`` or ``1 n d``, e.g. the empty
+    caption's text states). The coin flips come from ``generator`` on the CPU, one per sample.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"the drop probability p must lie in [0, 1], got {p}")
+    drop = (torch.rand(len(cond), generator=generator) < p).to(cond.device)
+    if cond.ndim == 1:
+        if cond.dtype != torch.long or not isinstance(null, int):
+            raise ValueError("class conditions are int64 labels of layout b, and null is one label (an int)")
+        return torch.where(drop, torch.full_like(cond, null), cond)
+    if cond.ndim != 3 or not isinstance(null, torch.Tensor) or null.shape[-2:] != cond.shape[1:] or null.ndim not in (2, 3):
+        raise ValueError(f"a context has layout b n d and its null n d (or 1 n d); got {tuple(cond.shape)} and "
+                         f"{tuple(null.shape) if isinstance(null, torch.Tensor) else null!r}")
+    return torch.where(drop[:, None, None], null.reshape(1, *cond.shape[1:]).to(cond), cond)
+
+
 def scale_from_survey(w: float) -> float:
     """The survey's ``w cond + (1 - w) uncond`` is genlib's ``s = w``."""
     return float(w)
