@@ -34,6 +34,21 @@ from genlib.nn.unet import UNet, UNetConfig
 WORLDS = ("shapes", "digits")
 
 
+def check_denoiser_config(cfg, net, who: str) -> None:
+    """The checks every pixel-space diffusion config shares (:class:`DDPMConfig`, the DiT's): a
+    known world, schedule and prediction type, and a network ``net`` (with ``in_channels`` and
+    ``image_size``) that reads the world's images at ``cfg.image_size``."""
+    if cfg.world not in WORLDS:
+        raise ValueError(f"unknown world {cfg.world!r}; expected one of {', '.join(WORLDS)}")
+    if cfg.schedule not in KINDS:
+        raise ValueError(f"unknown schedule kind {cfg.schedule!r}; expected one of {', '.join(KINDS)}")
+    check_prediction_type(cfg.prediction_type)
+    channels = 3 if cfg.world == "shapes" else 1
+    if net.in_channels != channels or net.image_size != cfg.image_size:
+        raise ValueError(f"{who} must read {channels}-channel {cfg.image_size}x{cfg.image_size} images "
+                         f"for world={cfg.world!r}, got in_channels={net.in_channels}, image_size={net.image_size}")
+
+
 @dataclasses.dataclass(frozen=True)
 class DDPMConfig:
     """Everything that fixes a trained DDPM (all of it is part of the model-cache key)."""
@@ -52,16 +67,7 @@ class DDPMConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.world not in WORLDS:
-            raise ValueError(f"unknown world {self.world!r}; expected one of {', '.join(WORLDS)}")
-        if self.schedule not in KINDS:
-            raise ValueError(f"unknown schedule kind {self.schedule!r}; expected one of {', '.join(KINDS)}")
-        check_prediction_type(self.prediction_type)
-        channels = 3 if self.world == "shapes" else 1
-        if self.unet.in_channels != channels or self.unet.image_size != self.image_size:
-            raise ValueError(f"the U-Net must read {channels}-channel {self.image_size}x{self.image_size} images "
-                             f"for world={self.world!r}, got in_channels={self.unet.in_channels}, "
-                             f"image_size={self.unet.image_size}")
+        check_denoiser_config(self, self.unet, "the U-Net")
 
     @classmethod
     def preset(cls, world: str = "shapes", schedule_kind: str = "linear", **overrides) -> "DDPMConfig":

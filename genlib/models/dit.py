@@ -36,11 +36,9 @@ from torch import nn
 
 from genlib import config, zoo
 from genlib.diffusion import NoiseSchedule
-from genlib.diffusion.parameterisation import check_prediction_type
-from genlib.diffusion.schedules import KINDS
 from genlib.models import ddpm
 from genlib.nn.attention import MultiHeadAttention
-from genlib.nn.embeddings import TimestepEmbedding
+from genlib.nn.embeddings import TimestepEmbedding, batch_timesteps, check_class_labels
 from genlib.nn.vit import PatchEmbed, sincos_2d, unpatchify
 
 
@@ -159,18 +157,11 @@ class DiT(nn.Module):
             raise ValueError(f"DiT expects x_t of layout b c h w = (b, {cfg.in_channels}, {cfg.image_size}, "
                              f"{cfg.image_size}), got {tuple(x_t.shape)}")
         b = x_t.shape[0]
-        t = torch.as_tensor(t, device=x_t.device)
-        if t.ndim == 0:
-            t = t.expand(b)
-        if t.shape != (b,):
-            raise ValueError(f"DiT expects timesteps t of layout b = ({b},) (or a scalar), got {tuple(t.shape)}")
+        t = batch_timesteps(t, b, x_t.device, "DiT")
         if cond is not None:
             if not cfg.num_classes:
                 raise ValueError("this DiT is unconditional (num_classes=None): pass cond=None")
-            if cond.shape != (b,) or cond.dtype not in (torch.int32, torch.int64):
-                raise ValueError(f"DiT expects cond as integer labels of layout b = ({b},), got {tuple(cond.shape)} {cond.dtype}")
-            if cond.min() < 0 or cond.max() > cfg.num_classes:
-                raise ValueError(f"DiT labels must be in 0..{cfg.num_classes} ({cfg.num_classes} = no label)")
+            cond = check_class_labels(cond, b, cfg.num_classes, "DiT", "no label")
         return x_t, t, cond
 
     def num_parameters(self) -> int:
@@ -218,15 +209,7 @@ class DiTDiffusionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.world not in ddpm.WORLDS:
-            raise ValueError(f"unknown world {self.world!r}; expected one of {', '.join(ddpm.WORLDS)}")
-        if self.schedule not in KINDS:
-            raise ValueError(f"unknown schedule kind {self.schedule!r}; expected one of {', '.join(KINDS)}")
-        check_prediction_type(self.prediction_type)
-        channels = 3 if self.world == "shapes" else 1
-        if self.dit.in_channels != channels or self.dit.image_size != self.image_size:
-            raise ValueError(f"the DiT must read {channels}-channel {self.image_size}x{self.image_size} images for "
-                             f"world={self.world!r}, got in_channels={self.dit.in_channels}, image_size={self.dit.image_size}")
+        ddpm.check_denoiser_config(self, self.dit, "the DiT")
 
     @classmethod
     def preset(cls, world: str = "digits", schedule_kind: str = "linear", *, patch_size: int | None = None,

@@ -82,3 +82,24 @@ class TimestepEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         emb = timestep_embedding(t, self.dim, self.max_period).to(self.mlp[0].weight.device)
         return self.mlp(emb.to(self.mlp[0].weight.dtype))
+
+
+def batch_timesteps(t: torch.Tensor | float | int, b: int, device: torch.device, who: str) -> torch.Tensor:
+    """A denoiser's timesteps as one per sample: a scalar ``t`` is repeated ``b`` times, a tensor
+    must have layout ``b``. ``who`` names the network in the error."""
+    t = torch.as_tensor(t, device=device)
+    if t.ndim == 0:
+        t = t.expand(b)
+    if t.shape != (b,):
+        raise ValueError(f"{who} expects timesteps t of layout b = ({b},) (or a scalar), got {tuple(t.shape)}")
+    return t
+
+
+def check_class_labels(cond: torch.Tensor, b: int, num_classes: int, who: str, null_meaning: str) -> torch.Tensor:
+    """Integer class labels of layout ``b`` in ``0..num_classes``, where ``num_classes`` itself is the
+    extra label ``null_meaning`` (classifier-free guidance's "no class"); returned as int64."""
+    if cond.shape != (b,) or cond.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{who} expects cond as integer labels of layout b = ({b},), got {tuple(cond.shape)} {cond.dtype}")
+    if cond.min() < 0 or cond.max() > num_classes:
+        raise ValueError(f"{who} labels must be in 0..{num_classes} ({num_classes} = {null_meaning})")
+    return cond.long()

@@ -29,7 +29,7 @@ from torch import nn
 from genlib import config as _config
 from genlib.nn.attention import AttentionBlock2d
 from genlib.nn.convnets import Upsample
-from genlib.nn.embeddings import TimestepEmbedding
+from genlib.nn.embeddings import TimestepEmbedding, batch_timesteps, check_class_labels
 from genlib.nn.resblock import GroupNormSiLU, ResBlock
 
 
@@ -204,19 +204,10 @@ class UNet(nn.Module):
             raise ValueError(f"UNet expects h and w divisible by {factor} ({len(cfg.channel_mult)} levels), "
                              f"got {tuple(x_t.shape[2:])}")
         b = x_t.shape[0]
-        t = torch.as_tensor(t, device=x_t.device)
-        if t.ndim == 0:
-            t = t.expand(b)
-        if t.shape != (b,):
-            raise ValueError(f"UNet expects timesteps t of layout b = ({b},) (or a scalar), got {tuple(t.shape)}")
+        t = batch_timesteps(t, b, x_t.device, "UNet")
         if cond is not None:
             if cfg.num_classes:
-                if cond.shape != (b,) or cond.dtype not in (torch.int32, torch.int64):
-                    raise ValueError(f"UNet with num_classes expects cond as integer labels of layout b = ({b},), "
-                                     f"got {tuple(cond.shape)} {cond.dtype}")
-                if cond.min() < 0 or cond.max() > cfg.num_classes:
-                    raise ValueError(f"UNet labels must be in 0..{cfg.num_classes} ({cfg.num_classes} = unconditional)")
-                cond = cond.long()
+                cond = check_class_labels(cond, b, cfg.num_classes, "UNet", "unconditional")
             elif cfg.context_dim:
                 if cond.ndim != 3 or cond.shape[0] != b or cond.shape[2] != cfg.context_dim:
                     raise ValueError(f"UNet with context_dim expects cond of layout b n d = ({b}, n, "
