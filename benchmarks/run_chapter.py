@@ -61,7 +61,10 @@ def find_chapter(name: str) -> Path:
 def _child(md: Path) -> None:
     """Executed in the fresh interpreter: run the cells, report per-cell times as JSON lines."""
     os.chdir(md.parent)
-    sys.path.insert(0, str(md.parent))
+    # a notebook kernel does not see benchmarks/: its kernels.py would shadow any module named
+    # "kernels" (transformers probes for one), so drop this script's folder from the path
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [str(md.parent)] + [p for p in sys.path if Path(p or ".").resolve() != here]
     namespace: dict = {"__name__": "__main__"}
     for i, src in enumerate(code_cells(md)):
         start = time.perf_counter()

@@ -158,14 +158,36 @@ def matches(prompt: Prompt, cell_colour, cell_shape) -> bool:
     return {"left of": c0 < c1, "right of": c0 > c1, "above": r0 < r1, "below": r0 > r1}[prompt.relation]
 
 
-def match_batch(prompts, cell_colour: torch.Tensor, cell_shape: torch.Tensor) -> torch.Tensor:
-    """:func:`matches` for a batch: ``prompts`` (length b), labels ``b 9`` -> ``b`` bool tensor."""
+def category_match(prompt: Prompt, cell_colour, cell_shape) -> bool:
+    """A lenient check of the one thing ``prompt``'s kind tests, ignoring everything else in the
+    scene (DrawBench's categories): ``shape``: an object of the named colour and shape is there;
+    ``colour``: both named colour-shape pairs are there (the binding); ``count``: exactly the named
+    number of objects is there; ``position``: an object of each named colour is there, the first
+    in the named relation to the second. :func:`matches` is the strict check."""
+    objects = scene_objects(cell_colour, cell_shape)
+    present = {(c, s) for _, c, s in objects}
+    if prompt.kind in ("shape", "colour"):
+        return all(o in present for o in prompt.objects)
+    if prompt.kind == "count":
+        return len(objects) == len(prompt.objects)
+    (c0, _), (c1, _) = prompt.objects
+    cells0 = [divmod(i, GRID) for i, c, _ in objects if c == c0]
+    cells1 = [divmod(i, GRID) for i, c, _ in objects if c == c1]
+    holds = {"left of": lambda a, b: a[1] < b[1], "right of": lambda a, b: a[1] > b[1],
+             "above": lambda a, b: a[0] < b[0], "below": lambda a, b: a[0] > b[0]}[prompt.relation]
+    return any(holds(a, b) for a in cells0 for b in cells1)
+
+
+def match_batch(prompts, cell_colour: torch.Tensor, cell_shape: torch.Tensor, *, lenient: bool = False) -> torch.Tensor:
+    """:func:`matches` (or, with ``lenient``, :func:`category_match`) for a batch: ``prompts``
+    (length b), labels ``b 9`` -> ``b`` bool tensor."""
     if cell_colour.shape != cell_shape.shape or cell_colour.ndim != 2 or cell_colour.shape[0] != len(prompts):
         raise ValueError(
             f"expected {len(prompts)} prompts and two 'b {GRID * GRID}' label tensors, "
             f"got {tuple(cell_colour.shape)} and {tuple(cell_shape.shape)}"
         )
-    return torch.tensor([matches(p, c, s) for p, c, s in zip(prompts, cell_colour, cell_shape)], dtype=torch.bool)
+    match = category_match if lenient else matches
+    return torch.tensor([match(p, c, s) for p, c, s in zip(prompts, cell_colour, cell_shape)], dtype=torch.bool)
 
 
 # ----------------------------------------------------------------------------- word tokens
@@ -218,3 +240,23 @@ class CaptionVocab:
                 row = row[: row.index(self.EOS)]
             texts.append(" ".join(self.words[i] for i in row))
         return texts
+
+
+# ----------------------------------------------------------------------------- the whole grammar
+
+
+def all_prompts() -> list[Prompt]:
+    """Every prompt the four templates can produce, in a fixed order (2,496 of them): ``shape``
+    (colour x shape), ``colour`` (two different colours, any two shapes), ``count`` (one to
+    three of one colour-shape pair) and ``position`` (as ``colour``, times the four relations).
+
+    The caption set is finite, so anything computed per caption (a frozen text encoder's states)
+    can be computed once for all of them.
+    """
+    pairs = [(c, s) for c in COLOURS for s in SHAPES]
+    two = [(a, b) for a in pairs for b in pairs if a[0] != b[0]]
+    out = [Prompt("shape", (p,)) for p in pairs]
+    out += [Prompt("colour", (a, b)) for a, b in two]
+    out += [Prompt("count", (p,) * n) for p in pairs for n in range(1, len(NUMBERS) + 1)]
+    out += [Prompt("position", (a, b), r) for a, b in two for r in RELATIONS]
+    return out

@@ -222,8 +222,10 @@ def attribute_accuracy(evaluator: ShapesEvaluator, batch: shapes.ShapesBatch) ->
 
 
 @torch.no_grad()
-def prompt_accuracy(evaluator: ShapesEvaluator, images: torch.Tensor, prompts) -> dict[str, float]:
-    """Share of images that show exactly what their prompt says, per prompt kind and overall.
+def prompt_accuracy(evaluator: ShapesEvaluator, images: torch.Tensor, prompts, *, lenient: bool = False) -> dict[str, float]:
+    """Share of images that show exactly what their prompt says, per prompt kind and overall
+    (with ``lenient``: that show the one thing their kind tests,
+    :func:`~genlib.data.captions.category_match`).
 
     ``prompts`` are :class:`~genlib.data.captions.Prompt` objects or caption strings (parsed with
     :func:`~genlib.data.captions.parse_caption`). Kinds with no prompt are left out.
@@ -233,7 +235,7 @@ def prompt_accuracy(evaluator: ShapesEvaluator, images: torch.Tensor, prompts) -
     prompts = [captions.parse_caption(p) if isinstance(p, str) else p for p in prompts]
     evaluator.eval()
     pred = batched(evaluator.predict, images)
-    ok = captions.match_batch(prompts, pred["cell_colour"], pred["cell_shape"])
+    ok = captions.match_batch(prompts, pred["cell_colour"], pred["cell_shape"], lenient=lenient)
     out = {}
     for kind in captions.KINDS:
         mask = torch.tensor([p.kind == kind for p in prompts], dtype=torch.bool)

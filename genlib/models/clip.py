@@ -144,7 +144,7 @@ def shapes_preset() -> tuple[CLIPConfig, dict]:
     cfg = config.pick(ci=CLIPConfig(embed_dim=32, text_dim=32, text_layers=1, image_width=8),
                       cpu=CLIPConfig(embed_dim=64, text_dim=64, text_layers=2, image_width=16),
                       gpu=CLIPConfig(embed_dim=128, text_dim=128, text_layers=4, image_width=32))
-    settings = dict(steps=config.pick(ci=20, cpu=800, gpu=4000), batch_size=config.pick(ci=16, cpu=64, gpu=256), lr=2e-3)
+    settings = dict(steps=config.pick(ci=20, cpu=500, gpu=4000), batch_size=config.pick(ci=16, cpu=64, gpu=256), lr=2e-3)
     return cfg, settings
 
 

@@ -95,13 +95,23 @@ class AttentionBlock2d(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"AttentionBlock2d expects x of layout b c h w with c={self.channels}, got {tuple(x.shape)}")
-        b, c, h, w = x.shape
-        tokens = rearrange(F.group_norm(x, self.norm.num_groups, self.norm.weight, self.norm.bias, self.norm.eps),
-                           "b c h w -> b (h w) c")
-        out = rearrange(x, "b c h w -> b (h w) c") + self.self_attn(tokens)
+        out = self._after_self_attention(x)
         if self.cross_attn is not None and context is not None:
             out = out + self.cross_attn(self.norm_cross(out), context)
-        return rearrange(out, "b (h w) c -> b c h w", h=h, w=w)
+        return rearrange(out, "b (h w) c -> b c h w", h=x.shape[2], w=x.shape[3])
+
+    def _after_self_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """``b c h w -> b (h w) c``: the positions as tokens, plus the residual self-attention."""
+        tokens = rearrange(F.group_norm(x, self.norm.num_groups, self.norm.weight, self.norm.bias, self.norm.eps),
+                           "b c h w -> b (h w) c")
+        return rearrange(x, "b c h w -> b (h w) c") + self.self_attn(tokens)
+
+    def cross_attention_map(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The cross-attention weights ``b heads (h w) m`` this block applies to ``x: b c h w``:
+        how much each position reads each context token (for plots; fp32)."""
+        if self.cross_attn is None:
+            raise ValueError("this AttentionBlock2d has no cross-attention (built without context_dim)")
+        return self.cross_attn.attention_map(self.norm_cross(self._after_self_attention(x)), context)
 
 
 class AxialAttention2d(nn.Module):

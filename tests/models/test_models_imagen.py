@@ -1,0 +1,91 @@
+"""Imagen at toy scale: configs, condition dropout in the loss, SR3's conditioning, augmentation."""
+
+import pytest
+import torch
+
+from genlib.data import captions
+from genlib.models import imagen
+from genlib.nn.text_encoders import CaptionStates
+
+
+def _table(dim=8):
+    texts = ["a red circle", "two blue squares", ""]
+    return CaptionStates(texts, torch.randn(3, imagen.MAX_LEN, dim))
+
+
+def test_all_prompts_enumerates_the_grammar():
+    prompts = captions.all_prompts()
+    texts = [p.text for p in prompts]
+    assert len(texts) == len(set(texts)) == 2496
+    assert all(captions.parse_caption(t) == p for t, p in zip(texts[::97], prompts[::97]))
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="text_encoder"):
+        imagen.ImagenConfig.preset("t5")
+    cfg = imagen.ImagenConfig.preset("scratch", scratch_dim=32)
+    assert cfg.unet.context_dim == 32
+    with pytest.raises(ValueError, match="cross-attend"):
+        imagen.ImagenConfig(text_encoder="minilm", unet=cfg.unet)
+    with pytest.raises(ValueError, match="CaptionStates"):
+        imagen.TextToImage(imagen.ImagenConfig.preset("minilm"))
+
+
+def test_minilm_model_reads_the_table_and_trains_no_text_encoder():
+    cfg = imagen.ImagenConfig.preset("minilm")
+    table = CaptionStates(["a red circle", ""], torch.randn(2, imagen.MAX_LEN, 384))
+    model = imagen.TextToImage(cfg, table)
+    want = torch.nn.functional.layer_norm(table.states[[1, 0]], (384,))  # a fresh LayerNorm: weight 1, bias 0
+    torch.testing.assert_close(model.context(["", "a red circle"]), want)
+    assert {name.split(".")[0] for name in model.state_dict()} == {"unet", "text_norm"}  # MiniLM's weights are not ours
+    raw = imagen.TextToImage(imagen.ImagenConfig.preset("minilm", text_norm=False), table)
+    torch.testing.assert_close(raw.context(["a red circle"]), table.states[[0]])
+
+
+def test_loss_drops_the_condition(monkeypatch):
+    cfg = imagen.ImagenConfig.preset("scratch", scratch_dim=16, p_uncond=0.0)
+    model = imagen.TextToImage(cfg)
+    seen = []
+    monkeypatch.setattr(imagen, "diffusion_loss", lambda m, s, x, **kw: seen.append(kw["cond"]) or torch.zeros(()))
+    model.loss(torch.zeros(2, 3, 16, 16), ["a red circle", "two blue squares"])
+    torch.testing.assert_close(seen[-1], model.context(["a red circle", "two blue squares"]))
+    model = imagen.TextToImage(imagen.ImagenConfig.preset("scratch", scratch_dim=16, p_uncond=0.999))
+    model.loss(torch.zeros(2, 3, 16, 16), ["a red circle", "two blue squares"])
+    torch.testing.assert_close(seen[-1], model.context(["", ""]))
+
+
+def test_augment_is_variance_preserving_and_identity_at_zero():
+    low = torch.randn(4000, 3, 8, 8)
+    torch.testing.assert_close(imagen.augment(low, torch.zeros(4000)), low)
+    std = torch.full((4000,), 0.6)
+    out = imagen.augment(low, std)
+    assert abs(out.var().item() - 1) < 0.02
+    noise = torch.randn_like(low)
+    torch.testing.assert_close(imagen.augment(low, std, noise), 0.8 * low + 0.6 * noise)
+    cfg = imagen.SR3Config.preset()
+    torch.testing.assert_close(cfg.aug_std(torch.tensor([0, cfg.aug_levels - 1])), torch.tensor([0.0, cfg.aug_max]))
+
+
+def test_sr3_concatenates_the_upsampled_low_res_image():
+    cfg = imagen.SR3Config.preset()
+    model = imagen.SR3(cfg)
+    seen = {}
+    model.unet.forward = lambda x, t, c: seen.update(x=x, c=c) or x[:, :3]
+    low = torch.randn(2, 3, 8, 8)
+    x_t = torch.randn(2, 3, 16, 16)
+    model(x_t, torch.zeros(2), (low, torch.tensor([0, 3])))
+    assert seen["x"].shape == (2, 6, 16, 16) and torch.equal(seen["x"][:, :3], x_t)
+    up = torch.nn.functional.interpolate(low, size=(16, 16), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(seen["x"][:, 3:], up)
+    assert seen["c"].tolist() == [0, 3]
+    with pytest.raises(ValueError, match="b 3 8 8"):
+        model(x_t, torch.zeros(2), (torch.randn(2, 3, 16, 16), torch.zeros(2, dtype=torch.long)))
+    with pytest.raises(ValueError, match="aug_level"):
+        imagen.super_resolve(model, low, aug_level=cfg.aug_levels)
+
+
+def test_threshold_names_and_saturation():
+    with pytest.raises(ValueError, match="unknown threshold"):
+        imagen._threshold_kw("soft", 0.99)
+    x = torch.tensor([-1.0, 0.0, 0.99, 1.5])
+    assert imagen.fraction_saturated(x) == 0.5

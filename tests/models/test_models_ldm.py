@@ -1,0 +1,114 @@
+"""genlib.models.ldm: the latent denoiser's config checks, its training data scaling, condition
+dropout, text-to-image sampling, and the cross-attention maps."""
+
+import pytest
+import torch
+from einops import rearrange
+
+from genlib.diffusion import ddim_sample
+from genlib.models import ldm
+from genlib.models.clip import CLIP, CLIPConfig
+from genlib.models.kl_autoencoder import KLAutoencoderConfig, KLGAN
+from genlib.nn.attention import AttentionBlock2d
+from genlib.nn.convnets import ConvNetConfig
+from genlib.nn.unet import UNetConfig
+
+
+def _unet(**kw):
+    return UNetConfig(**{**dict(in_channels=4, image_size=8, base_channels=8, channel_mult=(1, 2), groups=4, num_heads=2,
+                                attention_resolutions=(8, 4), context_dim=16), **kw})
+
+
+def _parts():
+    torch.manual_seed(0)
+    first = KLGAN(KLAutoencoderConfig(net=ConvNetConfig(in_channels=3, channels=(8, 8, 8), latent_channels=4), disc_width=4)).eval()
+    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_layers=1, image_width=8)).eval()
+    model = ldm.LatentDiffusion(ldm.LDMConfig(unet=_unet(), steps=3, batch_size=4)).eval()
+    for p in model.unet.conv_out.parameters():  # a fresh U-Net predicts 0; give it an output to test with
+        torch.nn.init.normal_(p, std=0.1)
+    for m in model.unet.modules():
+        if isinstance(m, AttentionBlock2d):
+            torch.nn.init.normal_(m.cross_attn.to_out.weight, std=0.1)
+    return first, clip, model
+
+
+def test_config_needs_a_context_and_valid_settings():
+    with pytest.raises(ValueError, match="context_dim"):
+        ldm.LDMConfig(unet=UNetConfig(in_channels=4, image_size=8, channel_mult=(1, 2)))
+    with pytest.raises(ValueError, match="p_uncond"):
+        ldm.LDMConfig(unet=_unet(), p_uncond=1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        ldm.LDMConfig(unet=_unet(), schedule="quadratic")
+    cfg = ldm.LDMConfig.preset(context_dim=32)
+    assert cfg.unet.context_dim == 32 and cfg.unet.in_channels == 4 and cfg.unet.image_size == 8
+
+
+def test_training_scales_latents_to_unit_std_and_stores_the_null_context():
+    first, clip, model = _parts()
+    latents = 3.0 * torch.randn(12, 4, 8, 8)
+    contexts = torch.randn(12, 16, 16)
+    null = torch.randn(16, 16)
+    info = ldm.train_ldm(model, latents, contexts, null)
+    assert (latents * model.scale).std().item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.equal(model.null_context, null)
+    assert len(info["history"]["loss"]) > 0
+    with pytest.raises(ValueError, match="one context each"):
+        ldm.train_ldm(model, latents, contexts[:5], null)
+
+
+def test_text_states_match_clip_and_the_empty_caption_is_a_context():
+    _, clip, _ = _parts()
+    states = ldm.text_states(clip, ["a red circle", "two blue squares", ""])
+    assert states.shape == (3, clip.cfg.max_len, clip.cfg.text_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(states[:1], clip.encode_text(["a red circle"])[0])
+
+
+def test_generate_decodes_guided_ddim_latents():
+    first, clip, model = _parts()
+    captions = ["a red circle", "two blue squares", "a green triangle"]
+    images, z = ldm.generate(model, first, clip, captions, guidance_scale=3.0, num_steps=4, seed=5, return_latents=True)
+    assert images.shape == (3, 3, 32, 32) and z.shape == (3, 4, 8, 8)
+    assert images.abs().max() <= 1.0
+    # the same thing by hand: guided DDIM on latents, unscaled, decoded
+    cond = ldm.text_states(clip, captions)
+    uncond = model.null_context.expand(3, -1, -1)
+    out = ddim_sample(model, model.schedule, (3, 4, 8, 8), num_steps=4, cond=cond, uncond=uncond, guidance_scale=3.0,
+                      generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(z, out.sample / model.scale)
+    with torch.no_grad():
+        torch.testing.assert_close(images, first.decode(z).clamp(-1, 1))
+    # guidance changes the samples; the unguided ones differ from them
+    plain = ldm.generate(model, first, clip, captions, guidance_scale=1.0, num_steps=4, seed=5)
+    assert not torch.allclose(plain, images)
+    with pytest.raises(ValueError, match="sampler"):
+        ldm.generate(model, first, clip, captions, sampler="euler")
+
+
+def test_cross_attention_map_is_what_the_block_applies():
+    torch.manual_seed(0)
+    block = AttentionBlock2d(8, heads=2, groups=4, context_dim=6)
+    torch.nn.init.normal_(block.cross_attn.to_out.weight, std=0.3)
+    x, context = torch.randn(2, 8, 4, 4), torch.randn(2, 5, 6)
+    w = block.cross_attention_map(x, context)  # b heads (h w) m
+    assert w.shape == (2, 2, 16, 5)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 2, 16))
+    # the block's cross-attention term equals W_o (weights @ V): rebuild it from the map
+    before = block._after_self_attention(x)
+    v = rearrange(block.cross_attn.to_v(context), "b m (h d) -> b h m d", h=2)
+    term = block.cross_attn.to_out(rearrange(w @ v, "b h n d -> b n (h d)"))
+    expected = rearrange(before + term, "b (h w) c -> b c h w", h=4)
+    torch.testing.assert_close(block(x, context), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="no cross-attention"):
+        AttentionBlock2d(8, heads=2, groups=4).cross_attention_map(x, context)
+
+
+def test_cross_attention_maps_per_token():
+    _, clip, model = _parts()
+    context = ldm.text_states(clip, ["a red circle", "two blue squares"])
+    maps = ldm.cross_attention_maps(model, torch.randn(2, 4, 8, 8), 500, context)
+    assert maps.shape == (2, clip.cfg.max_len, 8, 8)
+    torch.testing.assert_close(maps.sum(1), torch.ones(2, 8, 8))
+    assert ldm.cross_attention_maps(model, torch.randn(2, 4, 8, 8), 500, context, resolution=4).shape == (2, 16, 4, 4)
+    with pytest.raises(ValueError, match="no cross-attention block"):
+        ldm.cross_attention_maps(model, torch.randn(2, 4, 8, 8), 500, context, resolution=2)
