@@ -17,7 +17,7 @@
 # The per-cell times of the first call say what the second can hold.
 # Afterwards, on the development machine: copy the records and JSON into place, add the numbers
 # (card, date) to benchmarks/RESULTS.md, run `make notebooks` for the chapters whose records
-# changed, and `make test`.
+# changed and for 15 (its index of records), and `make test`.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from . import config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "chapters" / "records"
+CHAPTERS = ROOT / "chapters"
+_RECORD_CALL = re.compile(r"""records\.record\(\s*["']([^"']+)["']\s*,\s*["']([^"']+)["']""")
 
 
 def _path(chapter: str, name: str, profile: str) -> Path:
@@ -75,3 +78,19 @@ def show(chapter: str, name: str, profile: str = "gpu"):
         return None
     note = f", {rec['note']}" if rec.get("note") else ""
     return table(rec["rows"], rec["columns"], caption=f"recorded on {rec['device']}, {rec['date']}, profile {profile}{note}")
+
+
+def expected() -> list[tuple[str, str]]:
+    """Every ``(chapter, name)`` a chapter of the book records, in chapter order: read from the
+    ``records.record("<chapter>", "<name>", ...)`` calls in ``chapters/*.md``."""
+    found: dict[tuple[str, str], None] = {}
+    for md in sorted(CHAPTERS.glob("*.md")):
+        for chapter, name in _RECORD_CALL.findall(md.read_text()):
+            found[chapter, name] = None
+    return list(found)
+
+
+def available(profile: str = "gpu") -> list[dict]:
+    """Every saved record of ``profile`` under ``chapters/records/``, sorted by chapter and name."""
+    out = [json.loads(p.read_text()) for p in RECORDS.glob(f"*--*--{profile}.json")] if RECORDS.exists() else []
+    return sorted(out, key=lambda r: (r["chapter"], r["name"]))
