@@ -1,0 +1,85 @@
+"""Make-A-Video (survey §14): the inflated U-Net equals the image U-Net at initialisation, and the
+helpers keep their layouts."""
+
+import pytest
+import torch
+
+from genlib.models import make_a_video as mav
+from genlib.nn.unet import UNet, UNetConfig
+
+
+def _trained_like_unet(seed: int = 0, **kw) -> UNet:
+    """A small U-Net with random (not zero) weights everywhere, as after training."""
+    torch.manual_seed(seed)
+    cfg = UNetConfig(in_channels=3, image_size=8, base_channels=8, channel_mult=(1, 2), groups=4, num_heads=2,
+                     attention_resolutions=(4,), **kw)
+    net = UNet(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net.eval()
+
+
+@pytest.mark.parametrize("frames", [1, 3, 5])
+def test_inflated_equals_image_model_frame_by_frame(frames):
+    net = _trained_like_unet(frames, num_classes=3)
+    video = mav.inflate(net).eval()
+    x = torch.randn(2, 3, frames, 8, 8)
+    t, y = torch.tensor([5, 900]), torch.tensor([0, 2])
+    with torch.no_grad():
+        got = video(x, t, y)
+        ref = torch.stack([net(x[:, :, i], t, y) for i in range(frames)], dim=2)
+    assert got.shape == x.shape
+    assert (got - ref).abs().max() < 1e-5
+    assert ref.abs().max() > 0.1  # the comparison is not between two zeros
+
+
+def test_trained_temporal_layers_mix_frames():
+    net = _trained_like_unet()
+    video = mav.inflate(net).eval()
+    assert len(video.pseudo3d_layers()) > 0
+    with torch.no_grad():
+        for p in video.temporal_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        x = torch.randn(1, 3, 4, 8, 8)
+        y1 = video(x, torch.tensor([100]))
+        x2 = x.clone()
+        x2[:, :, 3] += 1.0  # change only the last frame
+        y2 = video(x2, torch.tensor([100]))
+    assert (y1[:, :, 0] - y2[:, :, 0]).abs().max() > 1e-4  # frame 0 now sees frame 3
+    # the original model is untouched by inflation
+    assert not any(isinstance(m, mav.Pseudo3dConv) for m in net.modules())
+
+
+def test_inflate_rejects_images():
+    video = mav.inflate(_trained_like_unet())
+    with pytest.raises(ValueError, match="b c t h w"):
+        video(torch.randn(2, 3, 8, 8), torch.tensor([1, 2]))
+
+
+def test_flicker_and_shared_noise():
+    clip = torch.zeros(1, 3, 3, 4, 4)
+    clip[0, 1] = 1.0  # frames 0, 1, 2 = 0, 1, 0
+    assert torch.allclose(mav.flicker(clip), torch.tensor([1.0]))
+    from genlib.diffusion import NoiseSchedule
+
+    sched = NoiseSchedule("linear", 100)
+    clips = torch.zeros(2, 4, 3, 4, 4)
+    # a model whose x0 guess is its noisy input keeps the noise: frames differ only through it
+    ident = lambda z, t: z  # noqa: E731
+    a = mav.refine_frames(ident, sched, clips, strength=0.5, num_steps=2, shared_noise=True,
+                          prediction_type="sample", generator=torch.Generator().manual_seed(0))
+    b = mav.refine_frames(ident, sched, clips, strength=0.5, num_steps=2, shared_noise=False,
+                          prediction_type="sample", generator=torch.Generator().manual_seed(0))
+    assert mav.flicker(a).max() < 1e-6 < mav.flicker(b).min()
+
+
+def test_interpolation_input():
+    clips = torch.randn(2, 3, 5, 4, 4)
+    known = torch.tensor([True, False, True, False, True])
+    x, fps = mav.interpolation_input(clips, known, 8.0)
+    assert x.shape == (2, 4, 5, 4, 4) and fps.shape == (2,)
+    assert torch.equal(x[:, 3, :, 0, 0], known.float().expand(2, 5))
+    assert torch.equal(x[:, :3, 1], torch.zeros(2, 3, 4, 4)) and torch.equal(x[:, :3, 2], clips[:, :, 2])
+    with pytest.raises(ValueError):
+        mav.interpolation_input(clips, known[:4], 8.0)
