@@ -22,6 +22,7 @@ an 8x8 U-Net, not a 32x32 one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -31,14 +32,14 @@ from genlib import config, train, zoo
 from genlib.data import shapes
 from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
 from genlib.diffusion.guidance import drop_condition
+from genlib.diffusion.parameterisation import check_prediction_type
+from genlib.diffusion.schedules import KINDS
 from genlib.models import vqgan
 from genlib.models.clip import CLIP
 from genlib.models.kl_autoencoder import KLAutoencoderConfig, KLGAN
 from genlib.nn.attention import AttentionBlock2d
 from genlib.nn.convnets import ConvNetConfig
 from genlib.nn.unet import UNet, UNetConfig
-from genlib.diffusion.parameterisation import check_prediction_type
-from genlib.diffusion.schedules import KINDS
 
 # ----------------------------------------------------------------------------- the first stage
 
@@ -207,16 +208,26 @@ def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Ten
 
 def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None, **overrides) -> LatentDiffusion:
     """The text-to-image LDM on shapes for this ``first_stage`` and text encoder (their configs
-    and weights' cache keys are part of this model's key); from the cache or trained now."""
+    and a digest of their weights are part of this model's cache key); from the cache or trained now."""
     c, s = first_stage.cfg.net.latent_channels, 32 // first_stage.cfg.net.factor
     cfg = cfg or LDMConfig.preset(clip.cfg.text_dim, c, s, clip.cfg.max_len, **overrides)
-    extra = {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_info": first_stage.info.get("seconds"),
-             "text_encoder": zoo.to_json(clip.cfg)}
+    extra = {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_weights": weights_digest(first_stage),
+             "text_encoder": zoo.to_json(clip.cfg), "text_encoder_weights": weights_digest(clip)}
 
     def fit(model: LatentDiffusion) -> dict:
         return train_ldm(model, *training_data(first_stage, clip))
 
     return zoo.get_or_train("ldm-shapes", LatentDiffusion, fit, cfg, extra=extra).annotated()
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A short SHA-256 of a module's parameters and buffers: the same weights give the same digest
+    on any machine, so a model trained on frozen parts can name exactly which parts it used."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- text to image

@@ -112,3 +112,13 @@ def test_cross_attention_maps_per_token():
     assert ldm.cross_attention_maps(model, torch.randn(2, 4, 8, 8), 500, context, resolution=4).shape == (2, 16, 4, 4)
     with pytest.raises(ValueError, match="no cross-attention block"):
         ldm.cross_attention_maps(model, torch.randn(2, 4, 8, 8), 500, context, resolution=2)
+
+
+def test_weights_digest_names_the_exact_weights():
+    first, clip, _ = _parts()
+    d = ldm.weights_digest(clip)
+    assert d == ldm.weights_digest(clip) and len(d) == 16
+    with torch.no_grad():
+        clip.logit_scale += 1e-3  # a 0-dim parameter changes the digest too
+    assert ldm.weights_digest(clip) != d
+    assert ldm.weights_digest(first) != ldm.weights_digest(first.to(torch.bfloat16))
