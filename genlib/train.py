@@ -201,6 +201,19 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return batch
 
 
+def batched(fn, images: torch.Tensor, batch_size: int = 512):
+    """``fn`` (a bound method of a module, e.g. an evaluator's or an autoencoder's) on ``images`` in
+    chunks of ``batch_size``, on the module's device; outputs (tensors, or dicts of tensors)
+    concatenated on the CPU."""
+    if len(images) == 0:
+        raise ValueError("need at least one image, got an empty batch")
+    dev = _config.module_device(fn.__self__)
+    outs = [fn(images[i : i + batch_size].to(dev)) for i in range(0, len(images), batch_size)]
+    if isinstance(outs[0], dict):
+        return {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]}
+    return torch.cat(outs).cpu()
+
+
 def batch_source(batches: Iterable[Batch] | Callable[[int], Batch]) -> Callable[[int], Batch]:
     """Turn ``batches`` into a function ``step -> batch``."""
     if isinstance(batches, torch.Tensor):

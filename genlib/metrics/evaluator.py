@@ -174,16 +174,7 @@ def load_evaluator(size: int = 32, cfg: EvaluatorConfig | None = None) -> Shapes
     return zoo.get_or_train("shapes-evaluator", ShapesEvaluator, train_evaluator, cfg).annotated()
 
 
-def batched(fn, images: torch.Tensor, batch_size: int = 512):
-    """``fn`` (a bound method of an evaluator) on ``images`` in chunks of ``batch_size``, on the
-    evaluator's device; outputs (tensors, or dicts of tensors) concatenated on the CPU."""
-    if len(images) == 0:
-        raise ValueError("need at least one image, got an empty batch")
-    dev = config.module_device(fn.__self__)
-    outs = [fn(images[i : i + batch_size].to(dev)) for i in range(0, len(images), batch_size)]
-    if isinstance(outs[0], dict):
-        return {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]}
-    return torch.cat(outs).cpu()
+batched = train.batched  # moved to genlib.train (models use it too); kept under its old name
 
 
 @torch.no_grad()

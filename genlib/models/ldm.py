@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from genlib import config, train, zoo
-from genlib.data import shapes
 from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
 from genlib.diffusion.guidance import drop_condition
 from genlib.diffusion.parameterisation import check_prediction_type
@@ -173,15 +172,14 @@ def text_states(clip: CLIP, captions: Sequence[str], batch_size: int = 512) -> t
 def encode_images(first_stage: KLGAN, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Unscaled latents ``n c h' w'`` (posterior means) of ``images: n 3 h w``."""
     first_stage.eval()
-    dev = config.module_device(first_stage)
-    return torch.cat([first_stage.encode(images[i:i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
+    return train.batched(first_stage.encode, images, batch_size)
 
 
 def training_data(first_stage: KLGAN, clip: CLIP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(latents n c h w, contexts n max_len d, null_context max_len d)`` of the scenes the LDM
     trains on: chapter 06's images (seed 1) encoded once by the frozen first stage, their captions
     once by the frozen text encoder."""
-    batch = shapes.sample(config.pick(ci=500, cpu=6000, gpu=40000), size=32, seed=1)
+    batch = vqgan.shapes_training_batch()
     latents = encode_images(first_stage, batch.images)
     return latents, text_states(clip, batch.captions), text_states(clip, [""])[0]
 
@@ -260,8 +258,7 @@ def generate(model: LatentDiffusion, first_stage: KLGAN, clip: CLIP, captions: S
             out = ddpm_sample(model, model.schedule, shape, num_steps=num_steps, **kw)
         zs.append(out.sample)
     z = torch.cat(zs) / model.scale
-    images = torch.cat([first_stage.decode(z[i:i + batch_size].to(config.module_device(first_stage))).cpu()
-                        for i in range(0, len(z), batch_size)]).clamp(-1, 1)
+    images = train.batched(first_stage.decode, z, batch_size).clamp(-1, 1)
     return (images, z.cpu()) if return_latents else images
 
 

@@ -252,9 +252,15 @@ def shapes_preset(variant: str = "VQ-GAN (L1 + perceptual + patch GAN)") -> tupl
     return cfg, settings
 
 
+def shapes_training_batch() -> shapes.ShapesBatch:
+    """The scenes every chapter-06 first stage (and chapter 08's LDM) trains on: 32x32, seed 1,
+    with their captions."""
+    return shapes.sample(config.pick(ci=500, cpu=6000, gpu=40000), size=32, seed=1)
+
+
 def shapes_training_images() -> torch.Tensor:
-    """The scenes every chapter-06 first stage trains on (``n 3 32 32``, seed 1)."""
-    return shapes.sample(config.pick(ci=500, cpu=6000, gpu=40000), size=32, seed=1).images
+    """The images of :func:`shapes_training_batch` (``n 3 32 32``)."""
+    return shapes_training_batch().images
 
 
 def load_shapes_vqgan(variant: str, perceptual: nn.Module, seed: int = 0) -> VQGAN:
