@@ -36,7 +36,7 @@ for part in $PARTS; do
   start=$(date +%s)
   case $part in
     kernels)
-      timeout "${KTIME:-150}" python3 benchmarks/kernels.py --out "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
+      timeout "${KTIME:-240}" python3 benchmarks/kernels.py --out "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
       echo "kernels rc=$?" >> "$OUT/kernels.txt"
       grep -E "^(PASS|MISS)|rc=" "$OUT/kernels.txt" ;;
     chapters)

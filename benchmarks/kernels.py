@@ -299,6 +299,14 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
             check("attention", f"{label((b, h, n, d), dtype)} TMA kernel",
                   lambda: {"max_err": max_err(out, K.attention_reference(q.float(), k.float(), v.float()))}, 2e-2)
             impls["triton-tma"] = lambda: attention_triton.attention_triton(q, k, v, tma=True)
+            if on_gpu:  # the TMA kernel with its loop warp-specialised by triton (may not compile)
+                def tma_ws():
+                    return attention_triton.attention_triton(q, k, v, tma=True, warp_specialize=True)
+
+                check("attention", f"{label((b, h, n, d), dtype)} TMA warp-specialised",
+                      lambda: {"max_err": max_err(tma_ws(), K.attention_reference(q.float(), k.float(), v.float()))},
+                      2e-2)
+                impls["triton-tma-ws"] = tma_ws
         times = bench.case(
             "attention", f"b{b} h{h} n{n} d{d} {str(dtype)[6:]}",
             {
@@ -312,10 +320,13 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
         )
         tuned(f"attention d={d}", attention_triton._attention_fwd_tuned)
         tuned(f"attention TMA d={d}", attention_tma._attention_fwd_tma_tuned)
+        tuned(f"attention TMA-WS d={d}", attention_tma._attention_fwd_tma_ws_tuned)
         minimum = 0.85 if d <= 64 else 0.75
         bench.target(f"attention n={n} d={d} >= {minimum}x SDPA default", times, "sdpa-default", minimum)
         bench.target(f"attention n={n} d={d} >= 1.3x SDPA flash backend", times, "sdpa-flash", 1.3)
         bench.variant(f"attention n={n} d={d}: TMA kernel vs SDPA default", times, "triton-tma", "sdpa-default")
+        bench.variant(f"attention n={n} d={d}: TMA warp-specialised vs SDPA default", times, "triton-tma-ws",
+                      "sdpa-default")
         del q, k, v
 
     for i, (bh, t, d) in enumerate(sizes["temporal"]):
@@ -399,8 +410,46 @@ def eager_group_norm_silu(x, weight, bias):
     return F.silu(F.group_norm(x, 32, weight, bias, 1e-5))
 
 
+# The one-pass kernel's launch settings the benchmark tries: (tile values, warps, programs per SM).
+ONE_PASS_SETTINGS = [(t, w, p) for t in (4096, 8192, 16384) for w in (8, 16) for p in (1, 2)]
+
+
+def one_pass(x, w, b, setting):
+    tile, warps, per_sm = setting
+    return groupnorm_triton.group_norm_silu_triton(
+        x, w, b, num_groups=32, one_pass=True, tile=tile, num_warps=warps, programs_per_sm=per_sm)
+
+
+def check_one_pass(bench: Bench) -> None:
+    """The one-pass kernel (few, large groups cut into pieces that wait for each other) against the
+    reference on random ragged shapes; on the CPU the interpreter runs it with one piece a group."""
+    import random
+
+    rng = random.Random("one-pass")
+    worst = {torch.float32: 0.0, torch.bfloat16: 0.0}
+    for i in range(24):
+        dtype = (torch.float32, torch.bfloat16)[i % 2]
+        groups = rng.choice([1, 2, 4, 8, 16])
+        shape = (rng.choice([1, 2]), groups * rng.randint(1, 12), rng.randint(3, 200), rng.randint(2, 200))
+        if bench.dry_run:
+            shape = (1, groups, 3, 5)
+        x = randn(*shape, dtype=dtype, device=bench.device, seed=i) * 3 + 1
+        w, b = (randn(shape[1], dtype=dtype, device=bench.device, seed=100 + s) for s in range(2))
+        ref = K.group_norm_silu_reference(x.float(), w.float(), b.float(), num_groups=groups)
+        setting = ONE_PASS_SETTINGS[i % len(ONE_PASS_SETTINGS)]
+        tile, warps, per_sm = setting
+        out = groupnorm_triton.group_norm_silu_triton(
+            x, w, b, num_groups=groups, one_pass=True, tile=tile, num_warps=warps, programs_per_sm=per_sm)
+        err = max_err(out, ref) if torch.isfinite(out).all() else math.inf
+        worst[dtype] = max(worst[dtype], err)
+    for dtype, err in worst.items():
+        tol = 1e-4 if dtype == torch.float32 else 1e-2
+        check("groupnorm", f"one-pass, 24 random shapes {str(dtype)[6:]}", lambda: {"max_err": err}, tol)
+
+
 def bench_groupnorm(bench: Bench, sizes: dict) -> None:
     print("\n== groupnorm+silu: b c h w, 32 groups; GB/s counts one read and one write of x")
+    check_one_pass(bench)
     for shape, dtype, kind in sizes["groupnorm"]:
         x = randn(*shape, dtype=dtype, device=bench.device, seed=8)
         w, b = (randn(shape[1], dtype=dtype, device=bench.device, seed=s) for s in (9, 10))
@@ -416,6 +465,9 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
                 # the split path without its L2 hints and reversed second pass, to time their effect
                 **({"triton-no-l2": lambda: groupnorm_triton.group_norm_silu_triton(
                     x, w, b, num_groups=32, l2_reuse=False)} if kind == "vae" else {}),
+                # one launch, the pieces of a group waiting for each other (several settings)
+                **({f"triton-1pass-t{t}-w{wp}-p{p}": lambda setting=(t, wp, p): one_pass(x, w, b, setting)
+                    for t, wp, p in ONE_PASS_SETTINGS} if kind == "vae" else {}),
                 "eager": lambda: eager_group_norm_silu(x, w, b),
                 "compile": lambda f=bench.compiled(eager_group_norm_silu): f(x, w, b),
             },
@@ -428,6 +480,9 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 1.2x torch.compile", times, "compile", 1.2)
             bench.variant(f"groupnorm+silu {label(shape, dtype)}: without L2 hints vs compile", times,
                           "triton-no-l2", "compile")
+            for t, wp, p in ONE_PASS_SETTINGS:
+                bench.variant(f"groupnorm+silu {label(shape, dtype)}: one pass t{t} w{wp} p{p} vs compile",
+                              times, f"triton-1pass-t{t}-w{wp}-p{p}", "compile")
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def _attention_fwd_tma_kernel(
     DOT_FP32: tl.constexpr,
     IO_DTYPE: tl.constexpr,  # "fp16" or "bf16": only in the autotuner's key (one tuning per dtype)
     LAZY_RESCALE: tl.constexpr = False,
+    WARP_SPECIALIZE: tl.constexpr = False,  # triton's automatic warp specialisation of the loop
 ):
     """The same loop as ``_attention_fwd_kernel``, its tiles fetched by the Tensor Memory
     Accelerator (Hopper's TMA): one instruction copies a whole ``BLOCK_N x d`` tile from memory to
@@ -72,7 +73,7 @@ def _attention_fwd_tma_kernel(
     hi = N_KV
     if CAUSAL:
         hi = tl.minimum(N_KV, (m_block + 1) * BLOCK_M)
-    for start_n in range(0, hi, BLOCK_N):
+    for start_n in tl.range(0, hi, BLOCK_N, warp_specialize=WARP_SPECIALIZE):
         k = desc_k.load([kv_row + start_n, 0])  # BLOCK_N x BLOCK_D
         v = desc_v.load([kv_row + start_n, 0])
         if DOT_FP32:
@@ -103,6 +104,13 @@ _TMA_CONFIGS = [
     for st in (2, 3, 4)
 ]
 _attention_fwd_tma_tuned = triton.autotune(
+    configs=_TMA_CONFIGS,
+    key=["N_Q", "N_KV", "BLOCK_D", "CAUSAL", "IO_DTYPE"],
+    prune_configs_by={"early_config_prune": _prune_tma_configs},
+)(_attention_fwd_tma_kernel)
+# The same, with the loop warp-specialised (producer warps issue the TMA loads, consumer warps do
+# the math); an experiment the benchmark times, not yet used by `attention_triton`.
+_attention_fwd_tma_ws_tuned = triton.autotune(
     configs=_TMA_CONFIGS,
     key=["N_Q", "N_KV", "BLOCK_D", "CAUSAL", "IO_DTYPE"],
     prune_configs_by={"early_config_prune": _prune_tma_configs},
@@ -140,8 +148,9 @@ def tma_eligible(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     return all(_tma_rows(t) is not None for t in (q, k, v))
 
 
-def launch(q, k, v, out, *, causal: bool, qk_scale: float) -> None:
-    """Run the TMA kernel on eligible ``q, k, v`` (:func:`tma_eligible`), writing ``out: b h n d``."""
+def launch(q, k, v, out, *, causal: bool, qk_scale: float, warp_specialize: bool = False) -> None:
+    """Run the TMA kernel on eligible ``q, k, v`` (:func:`tma_eligible`), writing ``out: b h n d``;
+    ``warp_specialize`` runs the warp-specialised variant (GPU only; the benchmark times it)."""
     b, h, n, d = q.shape
     m = k.shape[2]
 
@@ -163,5 +172,7 @@ def launch(q, k, v, out, *, causal: bool, qk_scale: float) -> None:
 
     if interpreting():
         _attention_fwd_tma_kernel[grid](*args, **options, BLOCK_M=block_m, BLOCK_N=block_n)
+    elif warp_specialize:
+        _attention_fwd_tma_ws_tuned[grid](*args, **options, WARP_SPECIALIZE=True)
     else:
         _attention_fwd_tma_tuned[grid](*args, **options)

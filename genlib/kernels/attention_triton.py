@@ -246,6 +246,7 @@ def attention_triton(
     causal: bool = False,
     scale: float | None = None,
     tma: bool | None = None,
+    warp_specialize: bool = False,
 ) -> torch.Tensor:
     """Run the fused kernel on ``q: b h n d``, ``k, v: b h m d`` (any strides); forward only.
 
@@ -253,7 +254,7 @@ def attention_triton(
     exactly (``input_precision="ieee"``), as PyTorch does by default. Returns ``b h n d`` in q's
     dtype. ``tma`` (default: the environment variable ``GENLIB_ATTENTION_TMA`` is ``1``) runs the
     TMA kernel (:mod:`genlib.kernels.attention_tma`) where its ``tma_eligible`` allows it, the
-    pointer kernel elsewhere.
+    pointer kernel elsewhere; ``warp_specialize`` (GPU, with ``tma``) its warp-specialised loop.
     """
     check_attention_inputs(q, k, v)
     b, h, n, d = q.shape
@@ -275,7 +276,7 @@ def attention_triton(
     if tma is None:
         tma = os.environ.get(attention_tma.TMA_ENV_VAR, "0") == "1"
     if tma and attention_tma.tma_eligible(q, k, v):
-        attention_tma.launch(q, k, v, out, causal=causal, qk_scale=scale * LOG2_E)
+        attention_tma.launch(q, k, v, out, causal=causal, qk_scale=scale * LOG2_E, warp_specialize=warp_specialize)
         return out
 
     block_d = max(16, triton.next_power_of_2(d))  # tl.dot needs K >= 16

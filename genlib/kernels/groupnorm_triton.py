@@ -35,6 +35,8 @@ against 1.08x without; the benchmark times both settings.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -84,6 +86,40 @@ def _shifted_sums(
             s1 += x
             s2 += x * x
     return tl.sum(s1), tl.sum(s2)  # over both axes
+
+
+@triton.jit
+def _normalise_silu(
+    X, Y, W, B, offset, first_channel, mean, rstd, c_lo, c_hi, s_lo, s_hi, S,
+    HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+    STREAM: tl.constexpr,
+):
+    """y = silu((x - mean) * rstd * weight + bias) over rows [c_lo, c_hi) x columns [s_lo, s_hi) of
+    the group at ``offset``; the per-channel affine map is folded into one multiply-add.
+    ``STREAM``: x is read for the last time, so x and y stream through L2 (``evict_first``)."""
+    for c0 in range(c_lo, c_hi, BLOCK_C):
+        rows = c0 + tl.arange(0, BLOCK_C)
+        row_ok = rows < c_hi
+        scale = tl.zeros([BLOCK_C], dtype=tl.float32) + rstd
+        if HAS_WEIGHT:
+            scale *= tl.load(W + first_channel + rows, mask=row_ok, other=1.0).to(tl.float32)
+        shift = -mean * scale
+        if HAS_BIAS:
+            shift += tl.load(B + first_channel + rows, mask=row_ok, other=0.0).to(tl.float32)
+        for s0 in range(s_lo, s_hi, BLOCK_S):
+            cols = s0 + tl.arange(0, BLOCK_S)
+            ok = row_ok[:, None] & (cols[None, :] < s_hi)
+            at = offset + rows[:, None] * S + cols[None, :]
+            if STREAM:
+                x = tl.load(X + at, mask=ok, other=0.0, eviction_policy="evict_first")
+            else:
+                x = tl.load(X + at, mask=ok, other=0.0)
+            y = x.to(tl.float32) * scale[:, None] + shift[:, None]
+            y = (y * tl.sigmoid(y)).to(Y.dtype.element_ty)  # SiLU
+            if STREAM:
+                tl.store(Y + at, y, mask=ok, eviction_policy="evict_first")
+            else:
+                tl.store(Y + at, y, mask=ok)
 
 
 @triton.jit
@@ -141,29 +177,79 @@ def _group_norm_silu_kernel(
 
     # Normalise, the per-channel affine map folded into one multiply-add, then SiLU.
     first_channel = (group % NUM_GROUPS) * CHANNELS_PER_GROUP
-    for c0 in range(c_lo, c_hi, BLOCK_C):
-        rows = c0 + tl.arange(0, BLOCK_C)
-        row_ok = rows < c_hi
-        scale = tl.zeros([BLOCK_C], dtype=tl.float32) + rstd
-        if HAS_WEIGHT:
-            scale *= tl.load(W + first_channel + rows, mask=row_ok, other=1.0).to(tl.float32)
-        shift = -mean * scale
-        if HAS_BIAS:
-            shift += tl.load(B + first_channel + rows, mask=row_ok, other=0.0).to(tl.float32)
-        for s0 in range(s_lo, s_hi, BLOCK_S):
-            cols = s0 + tl.arange(0, BLOCK_S)
-            ok = row_ok[:, None] & (cols[None, :] < s_hi)
-            at = offset + rows[:, None] * S + cols[None, :]
-            if L2_REUSE:  # x's last use: stream it (and y) through L2
-                x = tl.load(X + at, mask=ok, other=0.0, eviction_policy="evict_first")
-            else:
-                x = tl.load(X + at, mask=ok, other=0.0)
-            y = x.to(tl.float32) * scale[:, None] + shift[:, None]
-            y = (y * tl.sigmoid(y)).to(Y.dtype.element_ty)  # SiLU
-            if L2_REUSE:
-                tl.store(Y + at, y, mask=ok, eviction_policy="evict_first")
-            else:
-                tl.store(Y + at, y, mask=ok)
+    _normalise_silu(
+        X, Y, W, B, offset, first_channel, mean, rstd, c_lo, c_hi, s_lo, s_hi, S,
+        HAS_WEIGHT, HAS_BIAS, BLOCK_C, BLOCK_S, L2_REUSE,
+    )
+
+# A one-pass program gives up waiting for its group's other pieces after this many polls (seconds
+# on a GPU), and writes NaN instead of hanging: only possible if its group's programs could not all
+# be resident at once, which the launcher's grid size rules out.
+MAX_POLLS = 1 << 24
+
+
+@triton.jit
+def _group_norm_silu_one_pass_kernel(
+    X, Y, W, B, SUMS, ARRIVED,
+    GROUP_SIZE, S, CHANNELS_PER_GROUP, NUM_GROUPS, PIECES, S_CHUNKS, CHUNK_S,
+    eps,
+    HAS_WEIGHT: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_PIECES: tl.constexpr,
+    MAX_POLLS: tl.constexpr,
+):
+    """The split path in one launch: each program sums its piece, publishes the sums, waits until
+    every piece of its group has (a per-group arrival counter), then normalises its piece, whose
+    values it read moments ago and which are still in L2. The grid never exceeds what the GPU
+    holds at once, so the programs a program waits for are running too."""
+    pid = tl.program_id(0)
+    group, c_lo, c_hi, s_lo, s_hi = _piece_bounds(
+        pid, PIECES, S_CHUNKS, CHUNK_S, CHANNELS_PER_GROUP, S, BLOCK_C, True
+    )
+    offset = group.to(tl.int64) * GROUP_SIZE
+    pivot = tl.load(X + offset).to(tl.float32)
+    s1, s2 = _shifted_sums(X + offset, pivot, c_lo, c_hi, s_lo, s_hi, S, BLOCK_C, BLOCK_S, True)
+    tl.store(SUMS + 2 * pid, s1)
+    tl.store(SUMS + 2 * pid + 1, s2)
+    tl.debug_barrier()  # every thread's stores before the release below
+    arrived = tl.atomic_add(ARRIVED + group, 1, sem="acq_rel", scope="gpu") + 1
+    polls = 0
+    while (arrived < PIECES) & (polls < MAX_POLLS):
+        arrived = tl.atomic_add(ARRIVED + group, 0, sem="acquire", scope="gpu")
+        polls += 1
+    tl.debug_barrier()
+
+    # The group's sums, added in a fixed order (the result does not depend on arrival order).
+    p = tl.arange(0, BLOCK_PIECES)
+    sums = SUMS + 2 * (group * PIECES + p)
+    s1 = tl.sum(tl.load(sums, mask=p < PIECES, other=0.0, volatile=True), axis=0)
+    s2 = tl.sum(tl.load(sums + 1, mask=p < PIECES, other=0.0, volatile=True), axis=0)
+    mean_shifted = s1 / GROUP_SIZE
+    var = tl.maximum(s2 / GROUP_SIZE - mean_shifted * mean_shifted, 0.0)
+    mean = pivot + mean_shifted
+    rstd = 1.0 / tl.sqrt(var + eps)
+    if arrived < PIECES:  # gave up waiting: say so loudly rather than normalise by partial sums
+        rstd = float("nan")
+    first_channel = (group % NUM_GROUPS) * CHANNELS_PER_GROUP
+    _normalise_silu(
+        X, Y, W, B, offset, first_channel, mean, rstd, c_lo, c_hi, s_lo, s_hi, S,
+        HAS_WEIGHT, HAS_BIAS, BLOCK_C, BLOCK_S, True,
+    )
+
+
+def resident_programs(device: torch.device, programs_per_sm: int = 1) -> int:
+    """How many one-pass programs the launcher lets wait at once on ``device``: ``programs_per_sm``
+    per multiprocessor. One always fits. Where more do not (registers), the programs of a group are
+    still neighbours in launch order, so the earliest groups finish and free room for the rest; the
+    bounded wait (``MAX_POLLS``) turns any hang into NaN output."""
+    return programs_per_sm * _multiprocessors(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def group_norm_silu_triton(
@@ -175,6 +261,10 @@ def group_norm_silu_triton(
     eps: float = 1e-5,
     pieces: int | None = None,
     l2_reuse: bool = True,
+    one_pass: bool = False,
+    tile: int | None = None,
+    num_warps: int | None = None,
+    programs_per_sm: int = 1,
 ) -> torch.Tensor:
     """Run the kernels on ``x: b c h w`` or ``b c t h w``; returns a contiguous tensor like x.
 
@@ -182,6 +272,13 @@ def group_norm_silu_triton(
     ``TARGET_PROGRAMS`` programs; tests set it to reach both the one-launch and the split path.
     ``l2_reuse`` (split path only) sets the cache hints and the reversed order of the module
     docstring; the benchmark turns it off to time its effect.
+
+    ``one_pass``: where groups are few and large, cut each into as many pieces as the GPU runs at
+    once (``programs_per_sm`` per multiprocessor) and do sums and normalisation in one launch
+    (``_group_norm_silu_one_pass_kernel``); where that gives fewer than two pieces per group, the
+    usual path runs. The interpreter runs programs one after another, so there the one-pass kernel
+    runs with one piece per group (its wait returns at once). ``tile`` (values per loop step) and
+    ``num_warps`` override the launcher's choice, for the benchmark's tuning.
     """
     check_group_norm_inputs(x, num_groups, weight, bias)
     x = x.contiguous()
@@ -191,10 +288,32 @@ def group_norm_silu_triton(
     b, c = x.shape[:2]
     s = x[0, 0].numel()
     channels_per_group = c // num_groups
+    sizes = (channels_per_group * s, s, channels_per_group)
+    weight_ptr = x if weight is None else weight  # a placeholder pointer, never read without HAS_WEIGHT
+    bias_ptr = x if bias is None else bias
+    if one_pass:
+        plan = _one_pass_plan(x, b * num_groups, s, channels_per_group, tile, programs_per_sm)
+        if plan is not None:
+            block_c, block_s, pieces, s_chunks, chunk_s = plan
+            grid = (b * num_groups * pieces,)
+            sums = torch.empty(2 * grid[0], dtype=torch.float32, device=x.device)
+            arrived = torch.zeros(b * num_groups, dtype=torch.int32, device=x.device)
+            _group_norm_silu_one_pass_kernel[grid](
+                x, y, weight_ptr, bias_ptr, sums, arrived,
+                *sizes, num_groups, pieces, s_chunks, chunk_s, eps,
+                HAS_WEIGHT=weight is not None,
+                HAS_BIAS=bias is not None,
+                BLOCK_C=block_c,
+                BLOCK_S=block_s,
+                BLOCK_PIECES=max(2, triton.next_power_of_2(pieces)),
+                MAX_POLLS=MAX_POLLS,
+                num_warps=num_warps or 8,
+            )
+            return y
 
     # Tiles of up to `tile` values: whole rows when s is short. The interpreter runs tiny tests,
     # where small tiles exercise the loops.
-    tile = 128 if interpreting() else 2048
+    tile = tile or (128 if interpreting() else 2048)
     block_s = min(tile, triton.next_power_of_2(s))
     block_c = min(triton.next_power_of_2(channels_per_group), tile // block_s)
     channel_blocks = triton.cdiv(channels_per_group, block_c)
@@ -207,8 +326,7 @@ def group_norm_silu_triton(
     s_chunks = triton.cdiv(s, chunk_s)
     pieces = 1 if pieces <= 1 else channel_blocks * s_chunks
     grid = (b * num_groups * pieces,)
-    num_warps = 8 if block_c * block_s >= 2048 else 4
-    sizes = (channels_per_group * s, s, channels_per_group)
+    num_warps = num_warps or (8 if block_c * block_s >= 2048 else 4)
 
     sums = torch.empty(2 * grid[0] if pieces > 1 else 0, dtype=torch.float32, device=x.device)
     if pieces > 1:
@@ -217,10 +335,7 @@ def group_norm_silu_triton(
             BLOCK_C=block_c, BLOCK_S=block_s, KEEP_IN_L2=l2_reuse, num_warps=num_warps,
         )
     _group_norm_silu_kernel[grid](
-        x, y,
-        x if weight is None else weight,  # a placeholder pointer, never read when HAS_WEIGHT is False
-        x if bias is None else bias,
-        sums,
+        x, y, weight_ptr, bias_ptr, sums,
         *sizes, num_groups, pieces, s_chunks, chunk_s, eps,
         HAS_WEIGHT=weight is not None,
         HAS_BIAS=bias is not None,
@@ -232,3 +347,28 @@ def group_norm_silu_triton(
         num_warps=num_warps,
     )
     return y
+
+
+def _one_pass_plan(x, groups, s, channels_per_group, tile, programs_per_sm):
+    """Tiles and pieces for the one-pass kernel: ``(block_c, block_s, pieces, s_chunks, chunk_s)``
+    with ``groups * pieces`` no more than the programs the GPU runs at once, or None when that
+    leaves fewer than two pieces per group (then there is nothing to gain over the usual path).
+
+    A tile takes a group's channels whole where it can (``block_c`` rows of ``block_s`` values),
+    so that pieces are cut along the spatial axis only."""
+    if interpreting():
+        tile, most = tile or 128, 1
+    else:
+        tile = tile or 8192
+        most = resident_programs(x.device, programs_per_sm) // groups
+        if most < 2:
+            return None
+    block_c = min(triton.next_power_of_2(channels_per_group), max(1, tile // 16))
+    block_s = min(triton.next_power_of_2(s), max(16, tile // block_c))
+    channel_blocks = triton.cdiv(channels_per_group, block_c)
+    if channel_blocks > most:
+        return None
+    s_chunks = max(1, min(most // channel_blocks, triton.cdiv(s, block_s)))
+    chunk_s = triton.cdiv(triton.cdiv(s, s_chunks), block_s) * block_s  # whole tiles per chunk
+    s_chunks = triton.cdiv(s, chunk_s)
+    return block_c, block_s, channel_blocks * s_chunks, s_chunks, chunk_s
