@@ -45,6 +45,7 @@ if "--dry-run" in sys.argv or torch.cuda.is_available():
     from genlib.kernels import attention_tma, attention_triton, groupnorm_triton  # noqa: E402  (they import triton)
 
 RECORDS: list[dict] = []  # everything measured, as written to the JSON file
+EXPERIMENTS = False  # --experiments: also time the variants that lost before
 
 
 def costed(cost: tuple[float, float]) -> dict[str, float]:
@@ -63,9 +64,12 @@ def error_text(error: Exception) -> str:
 class Bench:
     """Timing on one device, the card's peaks, and the PASS/MISS targets collected on the way."""
 
-    def __init__(self, device: torch.device, dry_run: bool):
+    def __init__(self, device: torch.device, dry_run: bool, graph: bool = False):
         self.device = device
         self.dry_run = dry_run
+        self.graph = graph and device.type == "cuda"  # time inside CUDA graphs: GPU time only
+        self.stream_ms = math.nan  # with graph: the same call timed launch by launch
+        self.timing = "launched"
         self.copy_gbps = math.nan
         self.matmul_tflops = math.nan
         self.targets: list[dict] = []
@@ -79,7 +83,19 @@ class Bench:
             import triton.testing
 
             torch.cuda.synchronize()
-            return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+            stream = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+            if not self.graph:
+                return stream
+            # Launched one by one from Python, a small kernel can wait on the CPU; replayed from a
+            # CUDA graph it runs back to back, which times the GPU's work alone.
+            self.stream_ms = stream
+            try:
+                self.timing = "cuda-graph"
+                return triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
+            except Exception as error:  # not capturable: keep the launched time, and say so
+                torch.cuda.synchronize()
+                self.timing = f"launched (graph capture failed: {error_text(error)[:120]})"
+                return stream
         times = []
         for _ in range(3):
             start = time.perf_counter()
@@ -125,6 +141,8 @@ class Bench:
                 print(f"{kernel:10s} {case:38s} {name:18s}   FAILED  {record['error'][:150]}")
                 continue
             times[name] = record["ms"] = ms
+            if self.graph:
+                record["timing"], record["ms_launched"] = self.timing, self.stream_ms
             if rate == "flops":
                 record["tflops"] = flops / ms / 1e9
                 fraction = record["tflops"] / self.matmul_tflops
@@ -137,7 +155,10 @@ class Bench:
             if name != "triton" and "triton" in times:
                 record["speedup_of_triton"] = ms / times["triton"]
                 versus = f"   triton is {record['speedup_of_triton']:5.2f}x this"
-            print(f"{kernel:10s} {case:38s} {name:18s} {ms:9.4f} ms  {achieved}{versus}")
+            launched = f"   (launched one by one: {self.stream_ms:.4f} ms)" if self.graph else ""
+            if self.graph and self.timing != "cuda-graph":
+                launched += f"  [{self.timing}]"
+            print(f"{kernel:10s} {case:38s} {name:18s} {ms:9.4f} ms  {achieved}{versus}{launched}")
         return times
 
     def target(self, description: str, times: dict[str, float], baseline: str, minimum: float) -> None:
@@ -293,13 +314,14 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
         check("attention", label((b, h, n, d), dtype),
               lambda: {"max_err": max_err(K.attention(q, k, v), ref)}, 2e-2)
         del ref
-        impls = {"triton": lambda: K.attention(q, k, v)}
-        if attention_tma.tma_eligible(q, k, v):  # the opt-in TMA kernel (GENLIB_ATTENTION_TMA=1)
+        impls = {"triton": lambda: K.attention(q, k, v)}  # the TMA kernel at d = 128 on a GPU
+        impls["triton-pointer"] = lambda: attention_triton.attention_triton(q, k, v, tma=False)
+        if attention_tma.tma_eligible(q, k, v):
             out = attention_triton.attention_triton(q, k, v, tma=True)
             check("attention", f"{label((b, h, n, d), dtype)} TMA kernel",
                   lambda: {"max_err": max_err(out, K.attention_reference(q.float(), k.float(), v.float()))}, 2e-2)
             impls["triton-tma"] = lambda: attention_triton.attention_triton(q, k, v, tma=True)
-            if on_gpu:  # the TMA kernel with its loop warp-specialised by triton (may not compile)
+            if on_gpu and EXPERIMENTS:  # the TMA loop warp-specialised by triton (H200: no faster)
                 def tma_ws():
                     return attention_triton.attention_triton(q, k, v, tma=True, warp_specialize=True)
 
@@ -324,9 +346,12 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
         minimum = 0.85 if d <= 64 else 0.75
         bench.target(f"attention n={n} d={d} >= {minimum}x SDPA default", times, "sdpa-default", minimum)
         bench.target(f"attention n={n} d={d} >= 1.3x SDPA flash backend", times, "sdpa-flash", 1.3)
-        bench.variant(f"attention n={n} d={d}: TMA kernel vs SDPA default", times, "triton-tma", "sdpa-default")
-        bench.variant(f"attention n={n} d={d}: TMA warp-specialised vs SDPA default", times, "triton-tma-ws",
+        bench.variant(f"attention n={n} d={d}: pointer kernel vs SDPA default", times, "triton-pointer",
                       "sdpa-default")
+        bench.variant(f"attention n={n} d={d}: TMA kernel vs SDPA default", times, "triton-tma", "sdpa-default")
+        if EXPERIMENTS:
+            bench.variant(f"attention n={n} d={d}: TMA warp-specialised vs SDPA default", times, "triton-tma-ws",
+                          "sdpa-default")
         del q, k, v
 
     for i, (bh, t, d) in enumerate(sizes["temporal"]):
@@ -462,12 +487,14 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
             "groupnorm", f"{label(shape, dtype)} ({kind})",
             {
                 "triton": lambda: K.group_norm_silu(x, 32, w, b),
-                # the split path without its L2 hints and reversed second pass, to time their effect
-                **({"triton-no-l2": lambda: groupnorm_triton.group_norm_silu_triton(
-                    x, w, b, num_groups=32, l2_reuse=False)} if kind == "vae" else {}),
-                # one launch, the pieces of a group waiting for each other (several settings)
+                # the two-launch split path, with and without its L2 hints and reversed second pass
+                **({"triton-two-launch": lambda: groupnorm_triton.group_norm_silu_triton(
+                    x, w, b, num_groups=32, one_pass=False),
+                    "triton-no-l2": lambda: groupnorm_triton.group_norm_silu_triton(
+                    x, w, b, num_groups=32, one_pass=False, l2_reuse=False)} if kind == "vae" else {}),
+                # the one-pass kernel's launch settings (--experiments)
                 **({f"triton-1pass-t{t}-w{wp}-p{p}": lambda setting=(t, wp, p): one_pass(x, w, b, setting)
-                    for t, wp, p in ONE_PASS_SETTINGS} if kind == "vae" else {}),
+                    for t, wp, p in ONE_PASS_SETTINGS} if kind == "vae" and EXPERIMENTS else {}),
                 "eager": lambda: eager_group_norm_silu(x, w, b),
                 "compile": lambda f=bench.compiled(eager_group_norm_silu): f(x, w, b),
             },
@@ -478,9 +505,11 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 2x eager", times, "eager", 2.0)
         else:
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 1.2x torch.compile", times, "compile", 1.2)
-            bench.variant(f"groupnorm+silu {label(shape, dtype)}: without L2 hints vs compile", times,
+            bench.variant(f"groupnorm+silu {label(shape, dtype)}: two launches vs compile", times,
+                          "triton-two-launch", "compile")
+            bench.variant(f"groupnorm+silu {label(shape, dtype)}: two launches, no L2 hints vs compile", times,
                           "triton-no-l2", "compile")
-            for t, wp, p in ONE_PASS_SETTINGS:
+            for t, wp, p in ONE_PASS_SETTINGS if EXPERIMENTS else ():
                 bench.variant(f"groupnorm+silu {label(shape, dtype)}: one pass t{t} w{wp} p{p} vs compile",
                               times, f"triton-1pass-t{t}-w{wp}-p{p}", "compile")
 
@@ -541,9 +570,19 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="one or two shapes per kernel")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, the Triton interpreter")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="time every call replayed from a CUDA graph (GPU time without Python launch "
+                        "overhead); the launched-one-by-one time is recorded beside it")
+    parser.add_argument("--sections", default="attention,vq,groupnorm,sampler",
+                        help="comma-separated subset of attention,vq,groupnorm,sampler, run in that order")
+    parser.add_argument("--experiments", action="store_true",
+                        help="also time variants that lost before: warp-specialised TMA attention, "
+                        "twelve one-pass GroupNorm launch settings")
     parser.add_argument("--out", type=Path, help="where to write the JSON records "
                         "(default benchmarks/results/kernels-<card>-<date>.json)")
     args = parser.parse_args()
+    global EXPERIMENTS
+    EXPERIMENTS = args.experiments
     sys.stdout.reconfigure(line_buffering=True)  # every line out at once, even into a pipe
 
     import triton
@@ -557,7 +596,8 @@ def main() -> int:
         return 2
     date = datetime.date.today().isoformat()
     meta = dict(kind="meta", card=card, date=date, torch=torch.__version__, triton=triton.__version__,
-                quick=args.quick, dry_run=args.dry_run)
+                quick=args.quick, dry_run=args.dry_run, cuda_graph=args.cuda_graph, sections=args.sections,
+                experiments=args.experiments)
     RECORDS.append(meta)
     print(f"{card}  torch {torch.__version__}  triton {triton.__version__}  {date}")
     start = time.time()
@@ -570,14 +610,20 @@ def main() -> int:
         meta["seconds"] = time.time() - start
         out.write_text(json.dumps(RECORDS, indent=1, default=str))
 
-    bench = Bench(device, args.dry_run)
+    bench = Bench(device, args.dry_run, graph=args.cuda_graph)
     sizes = shapes(args.quick, args.dry_run)
     try:
         bench.measure_peaks()
     except Exception as error:
         print(f"peaks FAILED: {error_text(error)}")
         RECORDS.append(dict(kind="peak", error=error_text(error)))
-    for section in (bench_attention, bench_vq, bench_groupnorm, bench_sampler):
+    order = [name.strip() for name in args.sections.split(",")]  # run in the order given
+    wanted = set(order)
+    sections = {"attention": bench_attention, "vq": bench_vq, "groupnorm": bench_groupnorm, "sampler": bench_sampler}
+    if not wanted <= set(sections):
+        print(f"--sections: unknown {sorted(wanted - set(sections))}; expected some of {', '.join(sections)}")
+        return 2
+    for section in (sections[name] for name in dict.fromkeys(order)):
         try:
             section(bench, sizes)
         except Exception as error:  # e.g. inputs too large for memory: record it and go on

@@ -252,9 +252,11 @@ def attention_triton(
 
     fp16 and bf16 inputs multiply on tensor cores with fp32 accumulation; fp32 inputs multiply
     exactly (``input_precision="ieee"``), as PyTorch does by default. Returns ``b h n d`` in q's
-    dtype. ``tma`` (default: the environment variable ``GENLIB_ATTENTION_TMA`` is ``1``) runs the
-    TMA kernel (:mod:`genlib.kernels.attention_tma`) where its ``tma_eligible`` allows it, the
-    pointer kernel elsewhere; ``warp_specialize`` (GPU, with ``tma``) its warp-specialised loop.
+    dtype. ``tma`` runs the TMA kernel (:mod:`genlib.kernels.attention_tma`) where its
+    ``tma_eligible`` allows it, the pointer kernel elsewhere. Its default is the environment
+    variable ``GENLIB_ATTENTION_TMA`` (``1`` or ``0``) when set, else :func:`attention_tma.preferred`
+    (head dim 128: measured faster there, ``benchmarks/RESULTS.md``). ``warp_specialize`` (GPU, with
+    ``tma``) runs its warp-specialised loop.
     """
     check_attention_inputs(q, k, v)
     b, h, n, d = q.shape
@@ -274,7 +276,8 @@ def attention_triton(
     from genlib.kernels import attention_tma  # it imports this module: load it on first use
 
     if tma is None:
-        tma = os.environ.get(attention_tma.TMA_ENV_VAR, "0") == "1"
+        setting = os.environ.get(attention_tma.TMA_ENV_VAR, "").strip()
+        tma = setting == "1" if setting else attention_tma.preferred(q)
     if tma and attention_tma.tma_eligible(q, k, v):
         attention_tma.launch(q, k, v, out, causal=causal, qk_scale=scale * LOG2_E, warp_specialize=warp_specialize)
         return out

@@ -261,10 +261,10 @@ def group_norm_silu_triton(
     eps: float = 1e-5,
     pieces: int | None = None,
     l2_reuse: bool = True,
-    one_pass: bool = False,
+    one_pass: bool | None = None,
     tile: int | None = None,
     num_warps: int | None = None,
-    programs_per_sm: int = 1,
+    programs_per_sm: int = 2,
 ) -> torch.Tensor:
     """Run the kernels on ``x: b c h w`` or ``b c t h w``; returns a contiguous tensor like x.
 
@@ -273,10 +273,12 @@ def group_norm_silu_triton(
     ``l2_reuse`` (split path only) sets the cache hints and the reversed order of the module
     docstring; the benchmark turns it off to time its effect.
 
-    ``one_pass``: where groups are few and large, cut each into as many pieces as the GPU runs at
-    once (``programs_per_sm`` per multiprocessor) and do sums and normalisation in one launch
-    (``_group_norm_silu_one_pass_kernel``); where that gives fewer than two pieces per group, the
-    usual path runs. The interpreter runs programs one after another, so there the one-pass kernel
+    ``one_pass`` (default: on a GPU): where groups are few and large, cut each into as many pieces
+    as the GPU runs at once (``programs_per_sm`` per multiprocessor) and do sums and normalisation
+    in one launch (``_group_norm_silu_one_pass_kernel``); where that gives fewer than two pieces
+    per group, the usual path runs. The defaults (tiles of 4,096 values, 16 warps, 2 programs per
+    multiprocessor) are the fastest of twelve settings timed on an H200 at 1 x 256 x 256 x 256 bf16
+    (``benchmarks/RESULTS.md``). The interpreter runs programs one after another, so there the one-pass kernel
     runs with one piece per group (its wait returns at once). ``tile`` (values per loop step) and
     ``num_warps`` override the launcher's choice, for the benchmark's tuning.
     """
@@ -291,6 +293,8 @@ def group_norm_silu_triton(
     sizes = (channels_per_group * s, s, channels_per_group)
     weight_ptr = x if weight is None else weight  # a placeholder pointer, never read without HAS_WEIGHT
     bias_ptr = x if bias is None else bias
+    if one_pass is None:
+        one_pass = x.is_cuda
     if one_pass:
         plan = _one_pass_plan(x, b * num_groups, s, channels_per_group, tile, programs_per_sm)
         if plan is not None:
@@ -307,7 +311,7 @@ def group_norm_silu_triton(
                 BLOCK_S=block_s,
                 BLOCK_PIECES=max(2, triton.next_power_of_2(pieces)),
                 MAX_POLLS=MAX_POLLS,
-                num_warps=num_warps or 8,
+                num_warps=num_warps or 16,
             )
             return y
 
@@ -359,7 +363,7 @@ def _one_pass_plan(x, groups, s, channels_per_group, tile, programs_per_sm):
     if interpreting():
         tile, most = tile or 128, 1
     else:
-        tile = tile or 8192
+        tile = tile or 4096
         most = resident_programs(x.device, programs_per_sm) // groups
         if most < 2:
             return None
