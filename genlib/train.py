@@ -133,9 +133,12 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         """Move every shadow a step ``1 - current_decay`` towards the model's current parameter."""
         decay = self.current_decay
-        for n, p in model.named_parameters():
-            if n in self.shadow:
-                self.shadow[n].lerp_(p.detach().to(self.shadow[n].dtype), 1.0 - decay)
+        pairs = [(self.shadow[n], p.detach()) for n, p in model.named_parameters() if n in self.shadow]
+        if pairs:
+            shadows = [s for s, _ in pairs]
+            # One fused launch per device and dtype instead of one per parameter (on a GPU, a U-Net's
+            # 170 tiny launches a step); the same lerp as ``s.lerp_(p, 1 - decay)`` for each.
+            torch._foreach_lerp_(shadows, [p.to(s.dtype) for s, p in pairs], 1.0 - decay)
         self.num_updates += 1
 
     @torch.no_grad()

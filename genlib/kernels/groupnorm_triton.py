@@ -19,18 +19,24 @@ Pieces of one group share ``K``, so the group's sums are the plain sums of its p
 A group is cut into ``pieces``: channel blocks of ``BLOCK_C`` rows times spatial chunks.
   * ``pieces == 1`` (many small groups: U-Net shapes): one launch. A program sums its whole group,
     then reads it again (from cache) to normalise it.
-  * ``pieces > 1`` (few large groups: a VAE's 1 x 256 x 256 x 256 has 32): two launches, so that
-    the reduction fills the GPU. ``_group_sums_kernel`` writes every piece's ``S1, S2``;
-    ``_group_norm_silu_kernel`` adds its group's sums, then normalises its own piece.
+  * ``pieces > 1`` (few large groups: a VAE's 1 x 256 x 256 x 256 has 32), so that the reduction
+    fills the GPU. On a GPU, one launch (``_group_norm_silu_one_pass_kernel``): every piece writes
+    its ``S1, S2``, counts itself in at its group's arrival counter and waits for the rest of its
+    group, then normalises its piece. The grid is never larger than what the GPU runs at once, so
+    the programs a piece waits for are running. Where that does not apply (the interpreter runs
+    programs one at a time; more groups than the GPU holds programs), two launches:
+    ``_group_sums_kernel`` writes every piece's sums, ``_group_norm_silu_kernel`` adds its group's
+    sums, then normalises its own piece.
 Then ``y = (x - mu) / sqrt(var + eps) * weight + bias`` (one multiply-add per value with
 ``scale = weight / sqrt(var + eps)`` and ``shift = bias - mu * scale``) and ``out = y * sigmoid(y)``.
 
-The split path reads ``x`` twice. With ``l2_reuse`` (the default) the second read can come from L2
-(50 MB on an H100) instead of memory: the sums kernel asks L2 to keep ``x`` (``evict_last``), and the
+The split paths read ``x`` twice; the second read can come from L2 (50 MB on an H100 or H200)
+instead of memory. The one-pass kernel re-reads a piece moments after summing it. In the two-launch
+path, with ``l2_reuse`` (the default), the sums kernel asks L2 to keep ``x`` (``evict_last``), and the
 normalising kernel walks the pieces in reverse, starting with those the sums kernel read last,
-still in cache; its own loads and stores stream through (``evict_first``). A GPU run with these
-hints (and, then, per-shape plan timing) measured 1.18x torch.compile at 1 x 256 x 256 x 256 bf16
-against 1.08x without; the benchmark times both settings.
+still in cache; its own loads and stores stream through (``evict_first``). At 1 x 256 x 256 x 256
+bf16 an H200 run timed the one-pass kernel at 1.24x torch.compile, the two launches far slower
+(their launcher waited on the host: ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -86,6 +92,14 @@ def _shifted_sums(
             s1 += x
             s2 += x * x
     return tl.sum(s1), tl.sum(s2)  # over both axes
+
+
+@triton.jit
+def _group_stats(s1, s2, pivot, GROUP_SIZE, eps):
+    """The group's mean and 1 / sqrt(var + eps) from its shifted sums (module docstring)."""
+    mean_shifted = s1 / GROUP_SIZE
+    var = tl.maximum(s2 / GROUP_SIZE - mean_shifted * mean_shifted, 0.0)
+    return pivot + mean_shifted, 1.0 / tl.sqrt(var + eps)
 
 
 @triton.jit
@@ -170,10 +184,7 @@ def _group_norm_silu_kernel(
         sums = SUMS + 2 * (group * PIECES + p)
         s1 = tl.sum(tl.load(sums, mask=p < PIECES, other=0.0), axis=0)
         s2 = tl.sum(tl.load(sums + 1, mask=p < PIECES, other=0.0), axis=0)
-    mean_shifted = s1 / GROUP_SIZE
-    var = tl.maximum(s2 / GROUP_SIZE - mean_shifted * mean_shifted, 0.0)
-    mean = pivot + mean_shifted
-    rstd = 1.0 / tl.sqrt(var + eps)
+    mean, rstd = _group_stats(s1, s2, pivot, GROUP_SIZE, eps)
 
     # Normalise, the per-channel affine map folded into one multiply-add, then SiLU.
     first_channel = (group % NUM_GROUPS) * CHANNELS_PER_GROUP
@@ -226,10 +237,7 @@ def _group_norm_silu_one_pass_kernel(
     sums = SUMS + 2 * (group * PIECES + p)
     s1 = tl.sum(tl.load(sums, mask=p < PIECES, other=0.0, volatile=True), axis=0)
     s2 = tl.sum(tl.load(sums + 1, mask=p < PIECES, other=0.0, volatile=True), axis=0)
-    mean_shifted = s1 / GROUP_SIZE
-    var = tl.maximum(s2 / GROUP_SIZE - mean_shifted * mean_shifted, 0.0)
-    mean = pivot + mean_shifted
-    rstd = 1.0 / tl.sqrt(var + eps)
+    mean, rstd = _group_stats(s1, s2, pivot, GROUP_SIZE, eps)
     if arrived < PIECES:  # gave up waiting: say so loudly rather than normalise by partial sums
         rstd = float("nan")
     first_channel = (group % NUM_GROUPS) * CHANNELS_PER_GROUP
@@ -375,4 +383,7 @@ def _one_pass_plan(x, groups, s, channels_per_group, tile, programs_per_sm):
     s_chunks = max(1, min(most // channel_blocks, triton.cdiv(s, block_s)))
     chunk_s = triton.cdiv(triton.cdiv(s, s_chunks), block_s) * block_s  # whole tiles per chunk
     s_chunks = triton.cdiv(s, chunk_s)
-    return block_c, block_s, channel_blocks * s_chunks, s_chunks, chunk_s
+    pieces = channel_blocks * s_chunks
+    if pieces < 2 and not interpreting():
+        return None  # a group in one tile row: the usual path does the same with no counter
+    return block_c, block_s, pieces, s_chunks, chunk_s

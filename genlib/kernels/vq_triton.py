@@ -35,6 +35,8 @@ def _vq_nearest_kernel(
     RETURN_DIST: tl.constexpr,
     DOT_FP32: tl.constexpr,  # the interpreter's bf16 dot is wrong: multiply in fp32 there
     INPUT_PRECISION: tl.constexpr,
+    BLOCK_DZ: tl.constexpr = 16,  # next power of two >= D: the whole code dimension, for Z_ONCE
+    Z_ONCE: tl.constexpr = False,  # load the rows' z once (all of D), not once per block of codes
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < N
@@ -44,23 +46,38 @@ def _vq_nearest_kernel(
 
     best = tl.full([BLOCK_N], float("inf"), dtype=tl.float32)
     best_j = tl.zeros([BLOCK_N], dtype=tl.int32)
+    offs_dz = tl.arange(0, BLOCK_DZ)
+    if Z_ONCE:  # every row's whole z stays in registers for all the code blocks
+        z_all = tl.load(z_rows + offs_dz[None, :] * stride_zd, mask=row_ok[:, None] & (offs_dz[None, :] < D), other=0.0)
+        if DOT_FP32:
+            z_all = z_all.to(tl.float32)
     for k0 in range(0, K, BLOCK_K):
         codes = k0 + offs_k
         code_ok = codes < K
         dot = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            dims = d0 + offs_d
-            dim_ok = dims[None, :] < D
-            z = tl.load(z_rows + dims[None, :] * stride_zd, mask=row_ok[:, None] & dim_ok, other=0.0)
-            et = tl.load(  # the codes' chunk, transposed: BLOCK_D x BLOCK_K
-                E + dims[:, None] * stride_ed + codes[None, :] * stride_ek,
-                mask=(dims[:, None] < D) & code_ok[None, :],
+        if Z_ONCE:
+            et = tl.load(  # the codes, transposed: BLOCK_DZ x BLOCK_K
+                E + offs_dz[:, None] * stride_ed + codes[None, :] * stride_ek,
+                mask=(offs_dz[:, None] < D) & code_ok[None, :],
                 other=0.0,
             )
             if DOT_FP32:
-                z = z.to(tl.float32)
                 et = et.to(tl.float32)
-            dot = tl.dot(z, et, acc=dot, input_precision=INPUT_PRECISION)  # dot += z e^T
+            dot = tl.dot(z_all, et, acc=dot, input_precision=INPUT_PRECISION)
+        else:
+            for d0 in range(0, D, BLOCK_D):
+                dims = d0 + offs_d
+                dim_ok = dims[None, :] < D
+                z = tl.load(z_rows + dims[None, :] * stride_zd, mask=row_ok[:, None] & dim_ok, other=0.0)
+                et = tl.load(  # the codes' chunk, transposed: BLOCK_D x BLOCK_K
+                    E + dims[:, None] * stride_ed + codes[None, :] * stride_ek,
+                    mask=(dims[:, None] < D) & code_ok[None, :],
+                    other=0.0,
+                )
+                if DOT_FP32:
+                    z = z.to(tl.float32)
+                    et = et.to(tl.float32)
+                dot = tl.dot(z, et, acc=dot, input_precision=INPUT_PRECISION)  # dot += z e^T
         # Codes past the end get ||e||^2 = inf, so they never win.
         e_sq = tl.load(E_SQ + codes, mask=code_ok, other=float("inf"))
         dist = e_sq[None, :] - 2.0 * dot
@@ -88,9 +105,27 @@ _CONFIGS = [
     triton.Config({"BLOCK_N": 256, "BLOCK_K": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_N": 64, "BLOCK_K": 128}, num_warps=4, num_stages=3),
 ]
-_vq_nearest_tuned = triton.autotune(configs=_CONFIGS, key=["K", "D", "RETURN_DIST", "INPUT_PRECISION"])(
-    _vq_nearest_kernel
-)
+# The same tiles with z loaded once per program (Z_ONCE): the chunked loop above reloads each row's z
+# for every block of codes (from L2), which an H200 run suggests is where the time goes (117 TFLOP/s
+# of TF32). The autotuner times both, so neither can make the default slower.
+_CONFIGS += [triton.Config({**c.kwargs, "Z_ONCE": True}, num_warps=c.num_warps, num_stages=c.num_stages)
+             for c in _CONFIGS]
+_CONFIGS += [triton.Config({"BLOCK_N": 128, "BLOCK_K": 128, "Z_ONCE": True}, num_warps=8, num_stages=4),
+             triton.Config({"BLOCK_N": 256, "BLOCK_K": 128, "Z_ONCE": True}, num_warps=8, num_stages=3)]
+
+
+def _prune_vq_configs(configs, named_args, **kwargs):
+    """Z_ONCE holds BLOCK_N x BLOCK_DZ values per program: only for D up to 128, and not for the
+    exact fp32 product, whose tiles are kept small (BLOCK_D = 32) to stay in registers."""
+    if kwargs["BLOCK_DZ"] > 128 or kwargs["INPUT_PRECISION"] == "ieee":
+        return [c for c in configs if not c.kwargs.get("Z_ONCE")]
+    return configs
+
+
+_vq_nearest_tuned = triton.autotune(
+    configs=_CONFIGS, key=["K", "D", "RETURN_DIST", "INPUT_PRECISION"],
+    prune_configs_by={"early_config_prune": _prune_vq_configs},
+)(_vq_nearest_kernel)
 
 
 def vq_nearest_triton(
@@ -115,6 +150,7 @@ def vq_nearest_triton(
         args = (z, codebook, e_sq, idx, dist, n, k, d, *z.stride(), *codebook.stride())
         options = dict(
             BLOCK_D=min(32, max(16, triton.next_power_of_2(d))),  # tl.dot needs K >= 16
+            BLOCK_DZ=max(16, triton.next_power_of_2(d)),
             RETURN_DIST=return_distance,
             DOT_FP32=interpreting(),
             INPUT_PRECISION=input_precision,
@@ -122,7 +158,9 @@ def vq_nearest_triton(
         if interpreting():
             # Few, large tiles: the interpreter pays per program and loop step, not per element.
             grid = (triton.cdiv(n, 128),)
-            _vq_nearest_kernel[grid](*args, **options, BLOCK_N=128, BLOCK_K=64)
+            # Z_ONCE where one chunk holds all of d (d <= 32), the chunked loop otherwise: the
+            # tests' random d from 1 to 48 run both.
+            _vq_nearest_kernel[grid](*args, **options, BLOCK_N=128, BLOCK_K=64, Z_ONCE=d <= 32)
         else:
             _vq_nearest_tuned[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](*args, **options)
     return (idx, dist) if return_distance else idx

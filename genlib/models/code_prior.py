@@ -83,10 +83,10 @@ class CodePrior(nn.Module):
 
     @torch.no_grad()
     def nll(self, indices: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``-log p(s | c)`` of each code map, in nats: ``b``."""
-        tokens = self.sequence(indices, cond)
+        """``-log p(s | c)`` of each code map, in nats: ``b``, on the device of ``indices``."""
+        tokens = self.sequence(indices.to(next(self.parameters()).device), cond)
         logp = self.gpt(tokens[:, :-1]).float().log_softmax(-1)
-        return -logp.gather(-1, tokens[:, 1:, None])[..., 0].sum(1)
+        return -logp.gather(-1, tokens[:, 1:, None])[..., 0].sum(1).to(indices.device)
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, height: int | None = None, width: int | None = None, *,

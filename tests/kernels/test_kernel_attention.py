@@ -182,3 +182,29 @@ def test_tma_kernel_declines_other_shapes_and_the_pointer_kernel_runs(shape, dty
     out = attention_triton.attention_triton(x, x, x, tma=True)
     tol = 1e-5 if dtype == torch.float32 else 2e-3
     torch.testing.assert_close(out.float(), attention_reference(x.float(), x.float(), x.float()), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("setting, preferred, expect_tma", [("", True, True), ("", False, False),
+                                                             ("0", True, False), ("1", False, True)])
+def test_tma_default_follows_preferred_unless_the_environment_says(setting, preferred, expect_tma,
+                                                                   force_triton, monkeypatch):
+    """No GENLIB_ATTENTION_TMA: `preferred` decides (on a GPU, d = 128); "0" / "1" override it."""
+    from genlib.kernels import attention_tma
+
+    monkeypatch.setenv(attention_tma.TMA_ENV_VAR, setting)
+    monkeypatch.setattr(attention_tma, "preferred", lambda q: preferred)
+    calls = []
+    original = attention_tma.launch
+    monkeypatch.setattr(attention_tma, "launch", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    q, k, v = (torch.randn(1, 1, 128, 16, generator=torch.Generator().manual_seed(s)).half() for s in range(3))
+    out = attention(q, k, v)
+    torch.testing.assert_close(out.float(), attention_reference(q.float(), k.float(), v.float()), atol=2e-3, rtol=2e-3)
+    assert calls == ([1] if expect_tma else [])
+
+
+def test_tma_is_preferred_on_a_gpu_at_head_dim_128_only():
+    from genlib.kernels import attention_tma
+
+    assert not attention_tma.preferred(torch.zeros(1, 1, 128, 128))  # CPU tensors: never by default
+    meta = torch.zeros(1, 1, 128, 128, device="meta")
+    assert not attention_tma.preferred(meta)

@@ -109,3 +109,27 @@ def test_one_pass_kernel_matches_reference(force_triton):
             w, b = (None, None) if not affine else (weight.float(), bias.float())
             ref = group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
             torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{case}: {s}")
+
+
+def test_one_pass_plan_never_launches_more_programs_than_the_gpu_holds(monkeypatch):
+    """On a GPU (faked here: no interpreter, 132 multiprocessors x 2) the plan's grid, groups x
+    pieces, fits in what runs at once; with fewer than two pieces a group it declines."""
+    from genlib.kernels import groupnorm_triton as gt
+
+    monkeypatch.setattr(gt, "interpreting", lambda: False)
+    monkeypatch.setattr(gt, "resident_programs", lambda device, per_sm=1: 132 * per_sm)
+    x = torch.empty(0)
+    for groups, s, cpg in [(32, 65536, 8), (64, 4096, 4), (2, 5000, 3), (16, 1000, 16), (8, 70000, 64)]:
+        plan = gt._one_pass_plan(x, groups, s, cpg, None, 2)
+        assert plan is not None, (groups, s, cpg)
+        block_c, block_s, pieces, s_chunks, chunk_s = plan
+        assert pieces >= 2 and groups * pieces <= 264
+        assert pieces == triton_cdiv(cpg, block_c) * s_chunks
+        assert s_chunks * chunk_s >= s and (s_chunks - 1) * chunk_s < s  # the chunks cover s once
+    assert gt._one_pass_plan(x, 200, 65536, 8, None, 1) is None  # 200 groups on 132 programs
+    assert gt._one_pass_plan(x, 2048, 1024, 4, None, 2) is None  # U-Net shapes: the usual path
+    assert gt._one_pass_plan(x, 2, 100, 3, None, 2) is None  # a group fits one tile: nothing to split
+
+
+def triton_cdiv(a, b):
+    return -(-a // b)
