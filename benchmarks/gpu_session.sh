@@ -31,7 +31,7 @@ mkdir -p "$OUT" "$WORK"
 pack() { tar -czf "$OUT/gpu-session.tgz.part" -C "$WORK" . && mv "$OUT/gpu-session.tgz.part" "$OUT/gpu-session.tgz"; }
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 PARTS=${PARTS:-"kernels trainstep chapters"}
-CHAPTERS=${CHAPTERS:-"07 06 appD 05 10 08 13 11 appC 03 04 09"}
+CHAPTERS=${CHAPTERS:-"07 06 appD 05 10 08 13 14 11 appC 03 04 09"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"

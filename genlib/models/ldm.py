@@ -192,7 +192,7 @@ def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Ten
                          f"and {tuple(contexts.shape)}")
     model.scale.fill_(1.0 / latents.std().item())
     model.null_context.copy_(null_context)
-    z0 = latents * model.scale
+    z0 = latents * model.scale.to(latents.device)  # the scale is on the model's device, latents on the CPU
     drops = torch.Generator().manual_seed(cfg.seed + 1)
 
     def batch(step: int):

@@ -155,10 +155,12 @@ def refine_frames(model: nn.Module, schedule: NoiseSchedule, clips: torch.Tensor
     Each frame is noised to step ``t0 = strength * T`` (eq. 12) and denoised with deterministic DDIM
     (``num_steps`` steps from ``t0``), the way ``SR_h`` adds detail to each frame of a clip it never
     sees as a whole. ``shared_noise=True`` draws one noise image per clip and uses it for all its
-    frames (Make-A-Video's choice, §14.3.1); ``False`` draws fresh noise for every frame.
+    frames (Make-A-Video's choice, §14.3.1); ``False`` draws fresh noise for every frame. The frames
+    are denoised on the model's device and returned on ``clips``' device.
     """
     if clips.ndim != 5:
         raise ValueError(f"refine_frames expects clips b t c h w, got {tuple(clips.shape)}")
+    dev = config.module_device(model) if isinstance(model, nn.Module) else clips.device
     b = clips.shape[0]
     shape = (b, 1, *clips.shape[2:]) if shared_noise else clips.shape
     noise = torch.randn(shape, generator=generator).expand_as(clips)
@@ -167,12 +169,12 @@ def refine_frames(model: nn.Module, schedule: NoiseSchedule, clips: torch.Tensor
     steps = timesteps(t0 + 1, num_steps, "trailing") + [-1]  # t0, ..., then the clean end
     abar = lambda s: schedule.alphas_cumprod[s].item() if s >= 0 else 1.0  # noqa: E731
     z = abar(t0) ** 0.5 * clips + (1 - abar(t0)) ** 0.5 * noise  # q(x_t0 | x0), eq. 12
-    z = rearrange(z, "b t c h w -> (b t) c h w")  # frames are independent images
+    z = rearrange(z, "b t c h w -> (b t) c h w").to(dev)  # frames are independent images
     for s, u in zip(steps[:-1], steps[1:]):
-        pred = model(z, torch.full((z.shape[0],), s, dtype=torch.long))
+        pred = model(z, torch.full((z.shape[0],), s, dtype=torch.long, device=dev))
         x0, _ = to_x0_eps(pred, z, abar(s), prediction_type)
         z = ddim_step_x0(z, x0.clamp(-1, 1), abar(s), abar(u))
-    return rearrange(z, "(b t) c h w -> b t c h w", b=b).clamp(-1, 1)
+    return rearrange(z, "(b t) c h w -> b t c h w", b=b).clamp(-1, 1).to(clips.device)
 
 
 # ----------------------------------------------------------------------------- frame interpolation
