@@ -9,7 +9,7 @@
 # 2026-11-27 showed small kernels waiting on the host; `trainstep` is benchmarks/train_step.py
 # (where chapter 07's 70 ms training step goes; about 30 s). CHAPTERS: the chapters to run in the
 # `gpu` profile with GENLIB_RECORD=1, each from a cold model cache (default: every chapter with a
-# reproduction table). KTIME / TTIME / CTIME: per-part time limits in seconds. Results, packed in
+# reproduction table; 07 near the end: it took over 5.5 minutes on the H200, see RESULTS.md). KTIME / TTIME / CTIME: per-part time limits in seconds. Results, packed in
 # $OUT/gpu-session.tgz: kernels.json + kernels.txt for benchmarks/results/, train-step.json, the
 # chapter records (*--gpu.json) for chapters/records/, per-cell chapter times, and gpu.txt naming
 # card and versions. One device call runs at most 10 minutes and a session has 15 minutes of device
@@ -31,7 +31,7 @@ mkdir -p "$OUT" "$WORK"
 pack() { tar -czf "$OUT/gpu-session.tgz.part" -C "$WORK" . && mv "$OUT/gpu-session.tgz.part" "$OUT/gpu-session.tgz"; }
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 PARTS=${PARTS:-"kernels trainstep chapters"}
-CHAPTERS=${CHAPTERS:-"07 06 appD 05 10 08 13 14 11 appC 03 04 09"}
+CHAPTERS=${CHAPTERS:-"06 05 10 11 appD 14 08 13 appC 03 04 07 09"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
