@@ -33,7 +33,7 @@ pack() { tar -czf "$OUT/gpu-session.tgz.part" -C "$WORK" . && mv "$OUT/gpu-sessi
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 [ -d .minilm ] && export GENLIB_MINILM_DIR=$PWD/.minilm  # chapter 09's encoder, if carried
 PARTS=${PARTS:-"kernels trainstep chapters"}
-CHAPTERS=${CHAPTERS:-"06 05 10 11 appD 14 08 13 appC 03 04 07 09"}
+CHAPTERS=${CHAPTERS:-"06 05 10 11 12 appD 14 08 13 appC 03 04 07 09"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"

@@ -1,0 +1,588 @@
+"""Video-LDM (Blattmann et al. 2023; survey §12): a trained image latent diffusion model, frozen,
+with temporal layers inserted after its spatial ones and only those trained on video latents.
+
+The stages, at toy scale on 16x16 moving-shapes clips (each cached by :mod:`genlib.zoo`)::
+
+    E, D      a small frame autoencoder, 3x16x16 <-> 4x8x8       (the LDM's first stage, §12's E and D)
+    l_theta   an image latent U-Net trained on single frames      (the frozen "image backbone")
+    l_phi     temporal layers after every spatial block, each mixed with the spatial output:
+                  z_out = alpha_phi^i z + (1 - alpha_phi^i) z'      z' = l_phi^i(z): §12's mixing factor
+              alpha = 1 skips the temporal layer: the image model, exactly
+    c_S       context guidance: the masked latents m o z and the mask m, fed to the temporal layers,
+              so one network predicts (first frames given) and interpolates (keyframes given)
+    D^t       the decoder with temporal layers, fine-tuned on clips to cut flicker
+
+Layouts: clips in pixels ``b t c h w`` (the data world's), latent clips ``b c t h w``
+(:mod:`genlib.nn.video`); the frozen image layers read ``(b t) c h w``, temporal convolutions
+``b c t h w`` and temporal attention ``(b h w) t c`` (the rearrangements the survey writes in §12.1).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from genlib import config, train, zoo
+from genlib.data import moving
+from genlib.diffusion import NoiseSchedule, ddim_sample, diffusion_loss
+from genlib.models.ldm import weights_digest
+from genlib.nn.attention import AttentionBlock2d
+from genlib.nn.convnets import ConvNetConfig, Decoder, Encoder
+from genlib.nn.embeddings import batch_timesteps
+from genlib.nn.resblock import ResBlock
+from genlib.nn.unet import UNet, UNetConfig
+from genlib.nn.video import TemporalAttention, check_video, from_frames, to_frames
+
+SIZE = 16  # frame side in pixels
+KINDS = ("conv3d+attention", "attention-only")  # Fig. 65's two temporal designs
+MASKS = ("none", "predict", "interpolate")
+
+
+def training_clips(n: int, frames: int, seed: int = 1) -> torch.Tensor:
+    """``n`` moving-shapes clips ``b t 3 16 16`` in [-1, 1], one shape each: the data every stage
+    here trains on (one shape keeps the toy image model's task small enough for a laptop)."""
+    return moving.sample(n, frames=frames, size=SIZE, seed=seed, max_objects=1).videos
+
+
+def pool_size() -> int:
+    """How many training clips the active profile uses (part of every cache key below)."""
+    return config.pick(ci=64, cpu=1200, gpu=6000)
+
+
+# ----------------------------------------------------------------------------- first stage: E and D
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameAutoencoderConfig:
+    """A deterministic conv autoencoder ``3x16x16 <-> latent_channels x 8 x 8`` trained with the mean
+    squared error (L1 settles on the black background, most of every frame, and loses the shapes)."""
+
+    net: ConvNetConfig = dataclasses.field(default_factory=lambda: ConvNetConfig(channels=(32, 64), latent_channels=4))
+    frames: int = 8
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.net, dict):
+            object.__setattr__(self, "net", ConvNetConfig(**self.net))
+
+    @classmethod
+    def preset(cls, **overrides) -> "FrameAutoencoderConfig":
+        width = config.pick(ci=(8, 16), cpu=(16, 32), gpu=(64, 128))
+        budget = config.pick(ci=dict(steps=20, batch_size=16), cpu=dict(steps=400, batch_size=64),
+                             gpu=dict(steps=1500, batch_size=256))
+        return cls(net=ConvNetConfig(channels=width, latent_channels=4), **{**budget, **overrides})
+
+
+class FrameAutoencoder(nn.Module):
+    """``encode: b 3 16 16 -> b 4 8 8``, ``decode`` back; both act on single frames."""
+
+    def __init__(self, cfg: FrameAutoencoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder, self.decoder = Encoder(cfg.net), Decoder(cfg.net)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def load_frame_autoencoder(cfg: FrameAutoencoderConfig | None = None) -> FrameAutoencoder:
+    """The first stage, trained on single frames of :func:`training_clips` (squared error); cached."""
+    cfg = cfg or FrameAutoencoderConfig.preset()
+    n = pool_size()
+
+    def fit(model: FrameAutoencoder) -> dict:
+        frames = rearrange(training_clips(n, cfg.frames), "b t c h w -> (b t) c h w")
+        batches = train.random_batches(frames, cfg.batch_size, seed=cfg.seed)
+        return train.fit(model, lambda m, x: F.mse_loss(m(x), x), batches, cfg.steps, lr=cfg.lr, seed=cfg.seed,
+                         desc="frame autoencoder (E, D)").to_dict()
+
+    return zoo.get_or_train("video-ldm-autoencoder", FrameAutoencoder, fit, cfg, extra={"clips": n}).annotated()
+
+
+@torch.no_grad()
+def encode_clips(ae: FrameAutoencoder, clips: torch.Tensor) -> torch.Tensor:
+    """Pixel clips ``b t 3 h w`` -> latent clips ``b c t h' w'`` (on the CPU), frame by frame."""
+    if clips.ndim != 5 or clips.shape[2] != 3:
+        raise ValueError(f"encode_clips expects clips of layout b t c h w with c=3, got {tuple(clips.shape)}")
+    b = clips.shape[0]
+    z = train.batched(ae.eval().encode, rearrange(clips, "b t c h w -> (b t) c h w"), 512)
+    return rearrange(z.cpu(), "(b t) c h w -> b c t h w", b=b)
+
+
+@torch.no_grad()
+def decode_clips(decoder: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Latent clips ``b c t h w`` -> pixel clips ``b t 3 H W`` (on the CPU), clamped to [-1, 1].
+    ``decoder`` is the image decoder (frame by frame) or a :class:`TemporalDecoder` (whole clips)."""
+    check_video(z, "decode_clips")
+    dev = config.module_device(decoder)
+    if isinstance(decoder, TemporalDecoder):
+        out = decoder.eval()(z.to(dev))
+    else:
+        out = from_frames(decoder.eval()(to_frames(z).to(dev)), z.shape[2])
+    return rearrange(out.cpu().clamp(-1, 1), "b c t h w -> b t c h w")
+
+
+# ----------------------------------------------------------------------------- the image LDM (l_theta)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLDMConfig:
+    """An unconditional latent U-Net on single frames' latents, with the linear schedule (the survey:
+    Video-LDM keeps its image model's schedule, linear in all its models). Video-LDM predicts
+    ``epsilon``; the toy uses ``v_prediction`` (chapter 13), which gives far cleaner frames after a
+    few hundred steps."""
+
+    unet: UNetConfig
+    schedule: str = "linear"
+    num_train_timesteps: int = 1000
+    prediction_type: str = "v_prediction"
+    steps: int = 800
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup: int = 50
+    ema_decay: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.unet, dict):
+            object.__setattr__(self, "unet", UNetConfig(**self.unet))
+        if self.unet.num_classes or self.unet.context_dim:
+            raise ValueError("the image LDM here is unconditional: no num_classes or context_dim")
+
+    @classmethod
+    def preset(cls, latent_channels: int = 4, **overrides) -> "ImageLDMConfig":
+        sizes = config.pick(
+            ci=dict(base_channels=8, channel_mult=(1, 2), groups=4, num_heads=2, attention_resolutions=(4,)),
+            cpu=dict(base_channels=32, channel_mult=(1, 2), attention_resolutions=(4,)),
+            gpu=dict(base_channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, attention_resolutions=(4, 2)),
+        )
+        unet = UNetConfig(in_channels=latent_channels, image_size=SIZE // 2, **sizes)
+        budget = config.pick(ci=dict(steps=20, batch_size=16), cpu=dict(steps=500, batch_size=64, ema_decay=0.995),
+                             gpu=dict(steps=3000, batch_size=256, ema_decay=0.999))
+        return cls(unet=unet, **{**budget, **overrides})
+
+
+class ImageLDM(nn.Module):
+    """``forward(z_t: b c h w, t: b) -> b c h w``: the frozen image backbone. Buffer ``scale`` is
+    ``1 / std`` of the training latents, so the model sees latents of unit variance."""
+
+    def __init__(self, cfg: ImageLDMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.unet = UNet(cfg.unet)
+        self.schedule = NoiseSchedule(cfg.schedule, cfg.num_train_timesteps)
+        self.register_buffer("scale", torch.ones(()))
+        self.info: dict = {}
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.unet(z_t, t)
+
+
+def load_image_ldm(ae: FrameAutoencoder, cfg: ImageLDMConfig | None = None) -> ImageLDM:
+    """The image LDM trained on single frames' latents of ``ae`` (whose weights digest is part
+    of the cache key); from the cache or trained now."""
+    cfg = cfg or ImageLDMConfig.preset(ae.cfg.net.latent_channels)
+    n = pool_size()
+
+    def fit(model: ImageLDM) -> dict:
+        latents = encode_clips(ae, training_clips(n, ae.cfg.frames))
+        model.scale.fill_(1.0 / latents.std().item())
+        frames = to_frames(latents) * model.scale.item()
+        batches = train.random_batches(frames, cfg.batch_size, seed=cfg.seed)
+        loss = lambda m, z0: diffusion_loss(m, m.schedule, z0, prediction_type=cfg.prediction_type)  # noqa: E731
+        return train.fit(model, loss, batches, cfg.steps, lr=cfg.lr, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
+                         grad_clip=1.0, seed=cfg.seed, desc="image LDM (spatial layers)").to_dict()
+
+    extra = {"autoencoder": weights_digest(ae), "clips": n}
+    return zoo.get_or_train("video-ldm-image", ImageLDM, fit, cfg, extra=extra).annotated()
+
+
+# ----------------------------------------------------------------------------- temporal layers (l_phi)
+
+
+class TemporalConvBlock(nn.Module):
+    """``b c t h w -> b c t h w``: ``x + Conv3d(SiLU(GN(Conv3d(SiLU(GN(x))))))``, a residual block of
+    ``kernel_t x kernel x kernel`` 3D convolutions (Video-LDM's Conv3D temporal layer). The last
+    conv starts at zero, so a fresh block is the identity."""
+
+    def __init__(self, channels: int, kernel_t: int = 3, kernel: int = 3, groups: int = 8):
+        super().__init__()
+        pad = (kernel_t // 2, kernel // 2, kernel // 2)
+        self.channels = channels
+        self.norm1, self.norm2 = nn.GroupNorm(groups, channels), nn.GroupNorm(groups, channels)
+        self.conv1 = nn.Conv3d(channels, channels, (kernel_t, kernel, kernel), padding=pad)
+        self.conv2 = nn.Conv3d(channels, channels, (kernel_t, kernel, kernel), padding=pad)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_video(x, "TemporalConvBlock", self.channels)
+        h = self.conv1(F.silu(self.norm1(x)))
+        return x + self.conv2(F.silu(self.norm2(h)))
+
+
+class TemporalMixer(nn.Module):
+    """The temporal layer ``l_phi^i`` after one spatial layer, and §12's mixing factor::
+
+        z  : (b t) c h w          the spatial layer's output (frames as a batch)
+        z' = l_phi^i(z + E_c(c_S)) as b c t h w, back to (b t) c h w
+        out = alpha z + (1 - alpha) z'         alpha = sigmoid(mix_logit) in (0, 1)
+
+    ``E_c`` (zero-initialised conv) brings the context ``c_S`` (``b (c+1) t h w`` latents with mask,
+    pooled to this layer's side) to the layer's width. :attr:`fixed_alpha` overrides the learned
+    alpha (``1.0``: skip the temporal layer, the image model's output exactly)."""
+
+    def __init__(self, channels: int, kind: str, *, context_channels: int | None, kernel_t: int = 3,
+                 kernel: int = 3, heads: int = 4, groups: int = 8, alpha_init: float = 0.5):
+        super().__init__()
+        if kind == "conv":
+            self.temporal = TemporalConvBlock(channels, kernel_t, kernel, groups)
+        elif kind == "attention":
+            self.temporal = TemporalAttention(channels, heads, zero_init=True)  # (b h w) t c, identity at init
+        else:
+            raise ValueError(f"temporal layer kind must be 'conv' or 'attention', got {kind!r}")
+        if not 0.0 < alpha_init < 1.0:
+            raise ValueError(f"alpha_init must lie in (0, 1), got {alpha_init}")
+        self.mix_logit = nn.Parameter(torch.tensor(math.log(alpha_init / (1 - alpha_init))))
+        self.context_in = None
+        if context_channels:
+            self.context_in = nn.Conv2d(context_channels, channels, 3, padding=1)
+            nn.init.zeros_(self.context_in.weight)
+            nn.init.zeros_(self.context_in.bias)
+        self.fixed_alpha: float | None = None
+
+    def alpha(self) -> torch.Tensor:
+        if self.fixed_alpha is not None:
+            return torch.tensor(self.fixed_alpha, device=self.mix_logit.device)
+        return torch.sigmoid(self.mix_logit)
+
+    def forward(self, z: torch.Tensor, frames: int, context: torch.Tensor | None = None) -> torch.Tensor:
+        zv = from_frames(z, frames)  # (b t) c h w -> b c t h w
+        if context is not None and self.context_in is not None:
+            c_s = F.adaptive_avg_pool2d(to_frames(context), z.shape[-2:])  # c_S at this layer's side
+            zv = zv + from_frames(self.context_in(c_s), frames)
+        z_temporal = to_frames(self.temporal(zv))
+        a = self.alpha()
+        return a * z + (1 - a) * z_temporal  # alpha z + (1 - alpha) z'
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoLDMConfig:
+    """The temporal layers and their training. ``temporal``: ``"conv3d+attention"`` (a Conv3D block
+    after every ResBlock, temporal attention after every attention block, Video-LDM's design) or
+    ``"attention-only"`` (temporal attention in all those places: Fig. 65's ablation). ``masks``:
+    the context kinds drawn uniformly per training clip; ``given`` frames are known in ``predict``;
+    ``interpolate`` knows the first and the last frame."""
+
+    temporal: str = "conv3d+attention"
+    kernel_t: int = 3
+    kernel: int = 3
+    alpha_init: float = 0.5
+    context: bool = True
+    masks: tuple[str, ...] = MASKS
+    given: int = 2
+    frames: int = 8
+    steps: int = 500
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup: int = 30
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "masks", tuple(self.masks))
+        if self.temporal not in KINDS:
+            raise ValueError(f"temporal must be one of {KINDS}, got {self.temporal!r}")
+        if not self.masks or any(m not in MASKS for m in self.masks):
+            raise ValueError(f"masks must be a non-empty subset of {MASKS}, got {self.masks}")
+
+    @classmethod
+    def preset(cls, **overrides) -> "VideoLDMConfig":
+        budget = config.pick(ci=dict(steps=6, batch_size=2, frames=4), cpu=dict(steps=220, batch_size=8),
+                             gpu=dict(steps=1500, batch_size=32))
+        return cls(**{**budget, **overrides})
+
+
+class VideoLDM(nn.Module):
+    """``forward(z_t: b c t h w, t: b, context: b (c+1) t h w | None) -> b c t h w``.
+
+    Runs the frozen image U-Net's layers in order on the frames ``(b t) c h w``, and after each
+    ResBlock and each attention block its :class:`TemporalMixer`. Only :meth:`temporal_parameters`
+    learn; :meth:`set_alpha` pins every alpha (``1.0`` gives back the image model)."""
+
+    def __init__(self, cfg: VideoLDMConfig, image: ImageLDM):
+        super().__init__()
+        unet_cfg = image.cfg.unet
+        self.cfg, self.image = cfg, image
+        self.schedule = image.schedule
+        for p in image.parameters():
+            p.requires_grad_(False)
+        ctx = unet_cfg.in_channels + 1 if cfg.context else None
+        self.mixers = nn.ModuleDict()
+        self._keys: dict[int, str] = {}
+        for name, m in image.unet.named_modules():
+            if isinstance(m, (ResBlock, AttentionBlock2d)):
+                width = m.out_channels if isinstance(m, ResBlock) else m.channels
+                kind = "conv" if isinstance(m, ResBlock) and cfg.temporal == "conv3d+attention" else "attention"
+                key = name.replace(".", "_")
+                self.mixers[key] = TemporalMixer(width, kind, context_channels=ctx, kernel_t=cfg.kernel_t,
+                                                 kernel=cfg.kernel, heads=unet_cfg.num_heads, groups=unet_cfg.groups,
+                                                 alpha_init=cfg.alpha_init)
+                self._keys[id(m)] = key
+
+    def temporal_parameters(self) -> list[nn.Parameter]:
+        return list(self.mixers.parameters())
+
+    def alphas(self) -> torch.Tensor:
+        return torch.stack([m.alpha().detach().cpu() for m in self.mixers.values()])
+
+    def set_alpha(self, value: float | None) -> None:
+        """Pin every mixing factor to ``value`` (``None``: use the learned ones again)."""
+        for m in self.mixers.values():
+            m.fixed_alpha = value
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        unet = self.image.unet
+        check_video(z_t, "VideoLDM", unet.cfg.in_channels)
+        b, c, frames, h, w = z_t.shape
+        if context is not None and tuple(context.shape) != (b, c + 1, frames, h, w):
+            raise ValueError(f"VideoLDM expects context c_S of layout b (c+1) t h w = {(b, c + 1, frames, h, w)}, "
+                             f"got {tuple(context.shape)}")
+        t = repeat(batch_timesteps(t, b, z_t.device, "VideoLDM"), "b -> (b f)", f=frames)  # each frame its clip's t
+        emb = unet.time_embed(t)
+        run = lambda layer, x: self._run(layer, x, emb, frames, context)  # noqa: E731
+
+        # the image U-Net's forward (genlib.nn.unet.UNet.forward), on frames, with mixers in between
+        x = unet.conv_in(to_frames(z_t))
+        skips = [x]
+        for layer in unet.down:
+            x = run(layer, x)
+            skips.append(x)
+        x = run(unet.mid, x)
+        for layer in unet.up:
+            x = run(layer, torch.cat([x, skips.pop()], dim=1))
+        return from_frames(unet.conv_out(unet.norm_out(x)), frames)
+
+    def _run(self, layer, x, emb, frames, context):
+        for module in layer:
+            x = module(x, emb) if isinstance(module, ResBlock) else module(x)  # l_theta^i, frozen
+            key = self._keys.get(id(module))
+            if key is not None:
+                x = self.mixers[key](x, frames, context)  # l_phi^i after l_theta^i
+        return x
+
+
+# ----------------------------------------------------------------------------- context guidance (masks)
+
+
+def context_mask(kind: str, frames: int, given: int = 2) -> torch.Tensor:
+    """The frames a context kind gives, a bool ``t``: ``none`` (unconditional generation),
+    ``predict`` (the first ``given`` frames, Fig. 63), ``interpolate`` (the first and last
+    frames, the keyframes of Fig. 64)."""
+    m = torch.zeros(frames, dtype=torch.bool)
+    if kind == "predict":
+        m[:given] = True
+    elif kind == "interpolate":
+        m[0] = m[-1] = True
+    elif kind != "none":
+        raise ValueError(f"context kind must be one of {MASKS}, got {kind!r}")
+    return m
+
+
+def make_context(z0: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``c_S = [m o z0, m]``: latents ``b c t h w`` with the unknown frames zeroed, and the mask as
+    one more channel -> ``b (c+1) t h w``. ``known`` is bool ``t`` (one mask for all) or ``b t``."""
+    check_video(z0, "make_context")
+    b, c, t, h, w = z0.shape
+    if known.dtype != torch.bool or known.shape not in ((t,), (b, t)):
+        raise ValueError(f"known must be a bool tensor of layout t or b t with t={t}, got {known.dtype} {tuple(known.shape)}")
+    m = known.expand(b, t).to(z0.device, z0.dtype)
+    m = repeat(m, "b t -> b 1 t h w", h=h, w=w)
+    return torch.cat([z0 * m, m], dim=1)
+
+
+def random_masks(cfg: VideoLDMConfig, b: int, generator: torch.Generator) -> torch.Tensor:
+    """One mask per clip (``b t`` bool), its kind drawn uniformly from ``cfg.masks``."""
+    kinds = torch.randint(len(cfg.masks), (b,), generator=generator).tolist()
+    return torch.stack([context_mask(cfg.masks[k], cfg.frames, cfg.given) for k in kinds])
+
+
+def train_video_ldm(model: VideoLDM, latents: torch.Tensor) -> dict:
+    """Train only the temporal layers (and alphas, context convs) with the LDM objective on scaled
+    latent clips, every clip with a random context mask::
+
+        argmin_phi E || y - f_{theta,phi}(z_tau; c_S, tau) ||^2     (survey §12.1, over all frames)
+
+    ``y`` is the image model's target (``epsilon`` in Video-LDM, ``v`` in this toy).
+    """
+    cfg = model.cfg
+    check_video(latents, "train_video_ldm", model.image.cfg.unet.in_channels)
+    z0 = latents[:, :, :cfg.frames] * model.image.scale.item()
+    masks = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def batch(step: int):
+        pick = torch.randint(len(z0), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + step))
+        z = z0[pick]
+        return z, make_context(z, random_masks(cfg, len(z), masks)) if cfg.context else None
+
+    def loss(m: VideoLDM, b):
+        return diffusion_loss(m, m.schedule, b[0], prediction_type=m.image.cfg.prediction_type, cond=b[1])
+
+    history = train.fit(model, loss, batch, cfg.steps, lr=cfg.lr, warmup=cfg.warmup, grad_clip=1.0, seed=cfg.seed,
+                        desc=f"Video-LDM temporal layers ({cfg.temporal})")
+    return {"history": history.to_dict(), "alphas": model.alphas().tolist()}
+
+
+def load_video_ldm(image: ImageLDM, ae: FrameAutoencoder, cfg: VideoLDMConfig | None = None, **overrides) -> VideoLDM:
+    """Temporal layers trained on top of the frozen ``image`` model, on latent clips of ``ae``; cached."""
+    cfg = cfg or VideoLDMConfig.preset(**overrides)
+    n = pool_size()
+
+    def fit(model: VideoLDM) -> dict:
+        return train_video_ldm(model, encode_clips(ae, training_clips(n, cfg.frames)))
+
+    extra = {"image": weights_digest(image), "image_cfg": zoo.to_json(image.cfg), "autoencoder": weights_digest(ae),
+             "clips": n}
+    return zoo.get_or_train("video-ldm-temporal", lambda c: VideoLDM(c, copy.deepcopy(image)), fit, cfg,
+                            extra=extra).annotated()
+
+
+@torch.no_grad()
+def sample(model: VideoLDM, n: int, *, known: torch.Tensor | None = None, z_known: torch.Tensor | None = None,
+           num_steps: int = 50, eta: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """Scaled latent clips ``n c t h w`` by DDIM with context guidance: ``known`` (bool ``t``) marks
+    the frames given in ``z_known`` (scaled latents ``n c t h w``); without them, unconditional.
+    Given frames are copied into the result (the model also generates them, from the context)."""
+    c, side = model.image.cfg.unet.in_channels, model.image.cfg.unet.image_size
+    frames = model.cfg.frames if z_known is None else z_known.shape[2]
+    dev = config.module_device(model)
+    context = None
+    if model.cfg.context:
+        if known is None:
+            known, z_known = torch.zeros(frames, dtype=torch.bool), torch.zeros(n, c, frames, side, side)
+        if z_known is None or z_known.shape[0] != n:
+            raise ValueError(f"z_known must hold n={n} latent clips b c t h w to go with known")
+        context = make_context(z_known.to(dev), known)
+    elif known is not None:
+        raise ValueError("this Video-LDM was trained without context guidance (cfg.context=False)")
+    model.eval()
+    out = ddim_sample(model, model.schedule, (n, c, frames, side, side), num_steps=num_steps, eta=eta,
+                      prediction_type=model.image.cfg.prediction_type, cond=context,
+                      generator=torch.Generator().manual_seed(seed), device=dev).sample.cpu()
+    if known is not None and known.any():
+        out[:, :, known] = z_known[:, :, known].cpu()
+    return out
+
+
+@torch.no_grad()
+def heldout_loss(model: VideoLDM, z0: torch.Tensor, context: torch.Tensor | None = None, *, repeats: int = 4,
+                 seed: int = 1234) -> float:
+    """The diffusion loss on held-out scaled latent clips ``z0``, with the same ``t`` and noise for
+    every model compared (a lower number: a better denoiser of these clips)."""
+    dev = config.module_device(model)
+    g = torch.Generator().manual_seed(seed)
+    model.eval()
+    total = 0.0
+    for _ in range(repeats):
+        total += diffusion_loss(model, model.schedule, z0.to(dev), prediction_type=model.image.cfg.prediction_type,
+                                cond=None if context is None else context.to(dev), generator=g).item()
+    return total / repeats
+
+
+# ----------------------------------------------------------------------------- temporal decoder (D^t)
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalDecoderConfig:
+    """Temporal Conv3D layers after every ResBlock of the frozen decoder, trained to reconstruct
+    clips from latents with independent per-frame noise of ``latent_noise`` times the latents' std
+    (a stand-in for the frame-to-frame errors of generated latents; Video-LDM uses a temporal
+    patch discriminator, omitted here)."""
+
+    kernel_t: int = 3
+    latent_noise: float = 0.3
+    alpha_init: float = 0.5
+    frames: int = 8
+    steps: int = 200
+    batch_size: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+
+    @classmethod
+    def preset(cls, **overrides) -> "TemporalDecoderConfig":
+        budget = config.pick(ci=dict(steps=5, batch_size=2, frames=4), cpu=dict(steps=200, batch_size=8),
+                             gpu=dict(steps=1000, batch_size=32))
+        return cls(**{**budget, **overrides})
+
+
+class TemporalDecoder(nn.Module):
+    """``forward(z: b c t h w) -> b 3 t H W``: the image decoder's layers on frames, with a
+    :class:`TemporalMixer` (Conv3D block) after each of its ResBlocks."""
+
+    def __init__(self, cfg: TemporalDecoderConfig, decoder: Decoder):
+        super().__init__()
+        self.cfg, self.decoder = cfg, decoder
+        for p in decoder.parameters():
+            p.requires_grad_(False)
+        groups = decoder.cfg.groups
+        self.mixers = nn.ModuleDict({
+            str(i): TemporalMixer(m.out_channels, "conv", context_channels=None, kernel_t=cfg.kernel_t, groups=groups,
+                                  alpha_init=cfg.alpha_init)
+            for i, m in enumerate(decoder.body) if isinstance(m, ResBlock)})
+
+    def temporal_parameters(self) -> list[nn.Parameter]:
+        return list(self.mixers.parameters())
+
+    def set_alpha(self, value: float | None) -> None:
+        for m in self.mixers.values():
+            m.fixed_alpha = value
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        d = self.decoder
+        check_video(z, "TemporalDecoder", d.cfg.latent_channels)
+        frames = z.shape[2]
+        x = d.conv_in(to_frames(z))
+        for i, module in enumerate(d.body):
+            x = module(x)
+            if str(i) in self.mixers:
+                x = self.mixers[str(i)](x, frames)
+        return from_frames(d.conv_out(d.norm_out(x)), frames)
+
+
+def load_temporal_decoder(ae: FrameAutoencoder, cfg: TemporalDecoderConfig | None = None) -> TemporalDecoder:
+    """``ae``'s decoder with trained temporal layers (encoder and decoder weights frozen); cached."""
+    cfg = cfg or TemporalDecoderConfig.preset()
+    n = pool_size()
+
+    def fit(model: TemporalDecoder) -> dict:
+        clips = training_clips(n, cfg.frames)
+        latents = encode_clips(ae, clips)
+        std = latents.std().item()
+        pixels = rearrange(clips, "b t c h w -> b c t h w")
+
+        def batch(step: int):
+            g = torch.Generator().manual_seed(cfg.seed * 100_003 + step)
+            pick = torch.randint(len(latents), (cfg.batch_size,), generator=g)
+            z = latents[pick]
+            return z + cfg.latent_noise * std * torch.randn(z.shape, generator=g), pixels[pick]
+
+        history = train.fit(model, lambda m, b: F.l1_loss(m(b[0]), b[1]), batch, cfg.steps, lr=cfg.lr, grad_clip=1.0,
+                            seed=cfg.seed, desc="temporal decoder (D^t)")
+        return {"history": history.to_dict(), "latent_std": std}
+
+    build = lambda c: TemporalDecoder(c, copy.deepcopy(ae.decoder))  # noqa: E731
+    return zoo.get_or_train("video-ldm-decoder", build, fit, cfg, extra={"autoencoder": weights_digest(ae), "clips": n}).annotated()
