@@ -105,19 +105,13 @@ _TMA_CONFIGS = [
     for bm, bn, w in ((64, 64, 4), (128, 64, 8), (128, 128, 8), (128, 32, 4))
     for st in (2, 3, 4)
 ]
+# WARP_SPECIALIZE is in the key: the warp-specialised loop (producer warps issue the TMA loads,
+# consumer warps do the math; an experiment the benchmark times) gets its own tuning.
 _attention_fwd_tma_tuned = triton.autotune(
     configs=_TMA_CONFIGS,
-    key=["N_Q", "N_KV", "BLOCK_D", "CAUSAL", "IO_DTYPE"],
+    key=["N_Q", "N_KV", "BLOCK_D", "CAUSAL", "IO_DTYPE", "WARP_SPECIALIZE"],
     prune_configs_by={"early_config_prune": _prune_tma_configs},
 )(_attention_fwd_tma_kernel)
-# The same, with the loop warp-specialised (producer warps issue the TMA loads, consumer warps do
-# the math); an experiment the benchmark times, not yet used by `attention_triton`.
-_attention_fwd_tma_ws_tuned = triton.autotune(
-    configs=_TMA_CONFIGS,
-    key=["N_Q", "N_KV", "BLOCK_D", "CAUSAL", "IO_DTYPE"],
-    prune_configs_by={"early_config_prune": _prune_tma_configs},
-)(_attention_fwd_tma_kernel)
-
 
 TMA_ENV_VAR = "GENLIB_ATTENTION_TMA"
 TMA_TILE = 128  # n and m must be multiples of this (every TMA config's tiles divide it)
@@ -180,7 +174,5 @@ def launch(q, k, v, out, *, causal: bool, qk_scale: float, warp_specialize: bool
 
     if interpreting():
         _attention_fwd_tma_kernel[grid](*args, **options, BLOCK_M=block_m, BLOCK_N=block_n)
-    elif warp_specialize:
-        _attention_fwd_tma_ws_tuned[grid](*args, **options, WARP_SPECIALIZE=True)
     else:
-        _attention_fwd_tma_tuned[grid](*args, **options)
+        _attention_fwd_tma_tuned[grid](*args, **options, WARP_SPECIALIZE=warp_specialize)

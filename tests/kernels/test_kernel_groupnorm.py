@@ -25,19 +25,25 @@ def random_case(rng: random.Random):
     return (b, c, *spatial), groups, pieces, l2_reuse, rng.random() < 0.8, rng.choice([1e-5, 1e-3])
 
 
-@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
-def test_group_norm_silu_matches_reference_on_random_shapes(dtype, force_triton):
-    rng = random.Random(f"groupnorm-{dtype}")
-    gen = torch.Generator().manual_seed(0)
-    atol, rtol = TOLERANCE[dtype]
-    for _ in range(50):
+def random_inputs(dtype, name: str, seed: int, n: int = 50):
+    """``n`` random cases: ``(case, x, weight, bias, ref)`` with the fp32 reference output."""
+    rng = random.Random(name)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n):
         shape, groups, pieces, l2_reuse, affine, eps = case = random_case(rng)
         x = (torch.randn(shape, generator=gen) * 2 + 0.5).to(dtype)
         weight = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
         bias = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
-        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, pieces=pieces, l2_reuse=l2_reuse)
         w, b = (None, None) if not affine else (weight.float(), bias.float())
-        ref = group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
+        yield case, x, weight, bias, group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE), ids=str)
+def test_group_norm_silu_matches_reference_on_random_shapes(dtype, force_triton):
+    atol, rtol = TOLERANCE[dtype]
+    for case, x, weight, bias, ref in random_inputs(dtype, f"groupnorm-{dtype}", 0):
+        shape, groups, pieces, l2_reuse, _, eps = case
+        out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, pieces=pieces, l2_reuse=l2_reuse)
         assert out.dtype == dtype and out.shape == x.shape
         torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{case}: {s}")
 
@@ -97,17 +103,10 @@ def test_one_pass_kernel_matches_reference(dtype, force_triton):
     """The one-launch kernel (sums, per-group arrival counter, normalisation). The interpreter runs
     programs one at a time, so here each group is one piece and the wait returns at once; pieces
     that wait for each other are checked on a GPU by ``benchmarks/kernels.py``."""
-    rng = random.Random(f"groupnorm-one-pass-{dtype}")
-    gen = torch.Generator().manual_seed(4)
     atol, rtol = TOLERANCE[dtype]
-    for _ in range(50):
-        shape, groups, _, _, affine, eps = case = random_case(rng)
-        x = (torch.randn(shape, generator=gen) * 2 + 0.5).to(dtype)
-        weight = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
-        bias = torch.randn(shape[1], generator=gen).to(dtype) if affine else None
+    for case, x, weight, bias, ref in random_inputs(dtype, f"groupnorm-one-pass-{dtype}", 4):
+        _, groups, _, _, _, eps = case
         out = group_norm_silu_triton(x, weight, bias, num_groups=groups, eps=eps, one_pass=True)
-        w, b = (None, None) if not affine else (weight.float(), bias.float())
-        ref = group_norm_silu_reference(x.float(), w, b, num_groups=groups, eps=eps)
         torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol, msg=lambda s: f"{case}: {s}")
 
 
