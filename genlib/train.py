@@ -19,10 +19,13 @@ because a bar's text would land in the stored notebook outputs that nbval compar
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import math
 import os
+import queue
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -201,6 +204,96 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
         return type(batch)(*(to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def prefetched(batches: Iterable[Batch], ahead: int = 2, *, enabled: bool | None = None) -> Iterator[Batch]:
+    """Iterate over ``batches`` while a background thread draws the next ``ahead`` of them.
+
+    On a GPU the training step is mostly Python launching kernels, and drawing a batch of the
+    shapes world takes the CPU about 15 ms per 128 images (numpy, which lets other threads run), so
+    drawing the next batch during the current step hides it. The batches and their order are
+    exactly those of ``batches``: only use it for a source that draws from its own seeded generator
+    (such as ``shapes.stream``); one that draws from the global random state would race
+    with the training step's own draws. Tensors are pinned on a CUDA machine, so that moving them
+    to the GPU (``to_device``, non-blocking) does not wait. The source runs ahead of what was
+    consumed by up to ``ahead + 1`` batches.
+
+    ``enabled`` (default: when :func:`genlib.config.device` is CUDA) ``False`` returns an ordinary
+    iterator over ``batches``: on a CPU the thread would only compete with PyTorch's own threads.
+    The thread stops when the returned iterator is closed or garbage-collected.
+    """
+    if not isinstance(ahead, int) or isinstance(ahead, bool) or ahead < 1:
+        raise ValueError(f"ahead must be a positive integer (batches drawn in advance), got {ahead!r}")
+    if not hasattr(batches, "__iter__"):
+        raise TypeError(f"batches must be an iterable, got {type(batches).__name__}")
+    if enabled is None:
+        enabled = _config.device().type == "cuda"
+    if not enabled:
+        return iter(batches)
+    return _prefetch(batches, ahead, pin=torch.cuda.is_available())
+
+
+def _prefetch(batches: Iterable[Batch], ahead: int, pin: bool) -> Iterator[Batch]:
+    slots: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for batch in batches:
+                if not put(("batch", _pinned(batch) if pin else batch)):
+                    return
+            put(("end", None))
+        except BaseException as error:  # handed to the consumer, raised there
+            put(("error", error))
+
+    worker = threading.Thread(target=work, name="genlib-prefetch", daemon=True)
+    _WORKERS.append((stop, worker))
+    worker.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        _WORKERS.remove((stop, worker))
+
+
+# Workers still drawing when the interpreter exits are stopped and joined first: a daemon thread
+# caught inside PyTorch's C++ code at exit aborts the process ("terminate called ...").
+_WORKERS: list[tuple[threading.Event, threading.Thread]] = []
+
+
+@atexit.register
+def _stop_workers() -> None:
+    for stop, worker in list(_WORKERS):
+        stop.set()
+        worker.join(timeout=2.0)
+
+
+def _pinned(batch: Batch) -> Batch:
+    """``batch`` with every tensor in page-locked memory (nested like :func:`to_device`)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory() if batch.device.type == "cpu" else batch
+    if isinstance(batch, Mapping):
+        return {k: _pinned(v) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_pinned(v) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_pinned(v) for v in batch)
     return batch
 
 

@@ -222,6 +222,67 @@ def test_callable_iterable_and_one_shot_batches():
         fit(nn.Linear(3, 1), mse, torch.zeros(3), 2)
 
 
+def test_prefetched_yields_the_same_batches_in_order_and_ends():
+    from genlib.data import shapes
+
+    plain = [b.images for b, _ in zip(shapes.stream(8, size=16, seed=3), range(6))]
+    ahead = train.prefetched((b.images for b in shapes.stream(8, size=16, seed=3)), 2, enabled=True)
+    drawn = [next(ahead) for _ in range(6)]
+    assert all(torch.equal(a, b) for a, b in zip(plain, drawn))
+    ahead.close()
+    finite = list(train.prefetched(iter(range(5)), 3, enabled=True))
+    assert finite == [0, 1, 2, 3, 4]  # a finite source ends the iteration
+    nested = next(train.prefetched([(torch.ones(2), {"y": torch.zeros(1)}, ["a caption"])], enabled=True))
+    assert torch.equal(nested[0], torch.ones(2)) and nested[2] == ["a caption"]
+
+
+def test_prefetched_raises_the_source_error_and_stops_its_thread():
+    import threading
+
+    def broken():
+        yield 1
+        raise RuntimeError("the source broke")
+
+    it = train.prefetched(broken(), enabled=True)
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="the source broke"):
+        next(it)
+
+    def endless():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    it = train.prefetched(endless(), 2, enabled=True)
+    assert [next(it) for _ in range(4)] == [0, 1, 2, 3]
+    worker = next(t for t in threading.enumerate() if t.name == "genlib-prefetch")
+    it.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+
+
+def test_prefetched_is_plain_iteration_on_the_cpu_and_checks_its_arguments():
+    it = train.prefetched([1, 2, 3])  # GENLIB_DEVICE=cpu: no thread
+    assert not hasattr(it, "gi_frame") and list(it) == [1, 2, 3]
+    with pytest.raises(ValueError, match="ahead must be a positive integer"):
+        train.prefetched([1], 0)
+    with pytest.raises(TypeError, match="must be an iterable"):
+        train.prefetched(lambda step: step)
+
+
+def test_fit_on_prefetched_batches_matches_fit_on_the_stream():
+    from genlib.data import shapes
+
+    def run(enabled):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 1))
+        stream = train.prefetched((b.images for b in shapes.stream(4, size=16, seed=1)), enabled=enabled)
+        return fit(model, lambda m, x: m(x).pow(2).mean(), stream, 6, seed=0).loss
+
+    assert run(True) == run(False)
+
+
 # ----------------------------------------------------------------------------- options
 
 

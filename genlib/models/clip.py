@@ -155,7 +155,7 @@ def load_shapes_clip(seed: int = 0) -> CLIP:
 
     def fit(model: CLIP) -> dict:
         stream = shapes.stream(settings["batch_size"], size=cfg.image_size, seed=seed + 17)
-        batches = ((b.images, b.captions) for b in stream)
+        batches = train.prefetched((b.images, b.captions) for b in stream)  # drawn ahead on a GPU
         history = train.fit(model, lambda m, b: m.loss(b[0].to(config.module_device(m)), b[1]), batches,
                             settings["steps"], lr=settings["lr"], warmup=settings["steps"] // 20, seed=seed, desc="CLIP")
         return history.to_dict()

@@ -180,7 +180,7 @@ def _scenes(batch_size: int, image_size: int, seed: int):
 def train_imagen(model: TextToImage) -> dict:
     """Train in place for ``cfg.steps`` steps on fresh captioned scenes; returns the loss history."""
     cfg = model.cfg
-    history = train.fit(model, lambda m, b: m.loss(*b), _scenes(cfg.batch_size, cfg.image_size, cfg.seed), cfg.steps,
+    history = train.fit(model, lambda m, b: m.loss(*b), train.prefetched(_scenes(cfg.batch_size, cfg.image_size, cfg.seed)), cfg.steps,
                         lr=cfg.lr, warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
                         desc=f"Imagen {cfg.text_encoder} {cfg.image_size}x{cfg.image_size}")
     return {"history": history.to_dict()}
@@ -322,8 +322,8 @@ class SR3(ddpm.DDPM):
 
 def train_sr3(model: SR3) -> dict:
     cfg = model.cfg
-    stream = shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed + 1)
-    history = train.fit(model, lambda m, x: m.loss(x), lambda step: next(stream).images, cfg.steps, lr=cfg.lr,
+    stream = train.prefetched(b.images for b in shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed + 1))
+    history = train.fit(model, lambda m, x: m.loss(x), lambda step: next(stream), cfg.steps, lr=cfg.lr,
                         warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
                         desc=f"SR3 {'with' if cfg.noise_aug else 'without'} noise augmentation")
     return {"history": history.to_dict()}
