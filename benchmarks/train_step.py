@@ -11,10 +11,10 @@ batch and times, over ``--steps`` steps after a warm-up:
   the CPU), moving it to the device, the forward loss, backward, gradient clipping, the optimiser
   step and the EMA update (each ended by a device synchronisation, so the parts add up);
 * the same steps without those synchronisations (the loop as `fit` runs it);
-* the same steps with the batches drawn ahead on a background thread (`train.prefetched`, as
-  genlib's training functions draw the shapes world on a GPU), and at ``--scale`` times the batch
-  (a step that waits on Python takes about as long at 4x the batch, one that waits on the GPU
-  about 4x as long);
+* the same steps with the batches drawn ahead by a worker process (`train.prefetched`, as
+  genlib's training functions draw the shapes world on a GPU);
+* the step alone, one batch reused, at the batch and at ``--scale`` times it (a step that waits
+  on Python takes about as long at 4x the batch, one that waits on the GPU about 4x as long);
 * on a GPU, the host-device synchronisations in one step and the lines that called them (PyTorch's
   sync debug mode): each one empties the GPU's queue;
 * with the profiler: kernels launched per step and the sum of their GPU times. When the GPU time
@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import itertools
 import json
 import os
 import sys
@@ -77,9 +79,9 @@ def one_backend(backend: str, device: torch.device, steps: int, batch: int, scal
     torch.manual_seed(0)
     model = ddpm.DDPM(cfg).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, fused=True if device.type == "cuda" else None)  # as train.fit
     ema = train.EMA(model, 0.999)
-    stream = (b.images for b in shapes.stream(batch, size=cfg.image_size, seed=0))
+    stream = shapes.image_stream(batch, size=cfg.image_size, seed=0)
     on_gpu = device.type == "cuda"
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
 
@@ -137,17 +139,21 @@ def one_backend(backend: str, device: torch.device, steps: int, batch: int, scal
         sync()
         return (time.perf_counter() - start) * 1e3 / steps
 
-    # The batches drawn on a background thread and pinned (train.prefetched, as genlib's training
-    # functions draw the shapes world now), then ``scale`` times the batch: a step that waits on
-    # Python takes about as long at 4x the batch, one that waits on the GPU about 4x as long.
-    stream = train.prefetched((b.images for b in shapes.stream(batch, size=cfg.image_size, seed=1)), enabled=True)
+    # The batches drawn by a worker process and pinned (train.prefetched, as genlib's training
+    # functions draw the shapes world now).
+    def ahead(n: int, seed: int):
+        return train.prefetched(functools.partial(shapes.image_stream, n, size=cfg.image_size, seed=seed), enabled=True)
+
+    stream = ahead(batch, 1)
     prefetched_ms = free_run()
+    # The step alone: one batch drawn once and reused, at the batch and at ``scale`` times it.
+    stream = itertools.repeat(next(shapes.image_stream(batch, size=cfg.image_size, seed=2)))
+    no_data_ms = free_run()
     scaled_ms = None
     if scale > 1:
-        stream = train.prefetched((b.images for b in shapes.stream(batch * scale, size=cfg.image_size, seed=2)),
-                                  enabled=True)
+        stream = itertools.repeat(next(shapes.image_stream(batch * scale, size=cfg.image_size, seed=2)))
         scaled_ms = free_run()
-        stream = train.prefetched((b.images for b in shapes.stream(batch, size=cfg.image_size, seed=3)), enabled=True)
+    stream = ahead(batch, 3)
 
     kernels, gpu_ms, syncs = None, None, None
     if on_gpu:
@@ -162,7 +168,7 @@ def one_backend(backend: str, device: torch.device, steps: int, batch: int, scal
         kernels = len(device_events) / 3
         gpu_ms = sum(e.device_time for e in device_events) / 3 / 1e3  # device_time is in microseconds
     return dict(backend=backend, parts_ms=parts, synced_total_ms=sum(parts.values()),
-                free_running_ms=free_running, prefetched_ms=prefetched_ms, scale=scale,
+                free_running_ms=free_running, prefetched_ms=prefetched_ms, no_data_ms=no_data_ms, scale=scale,
                 scaled_batch_ms=scaled_ms, syncs_per_step=syncs, kernels_per_step=kernels,
                 gpu_kernel_ms_per_step=gpu_ms)
 
@@ -188,8 +194,9 @@ def main(argv=None) -> int:
                if r["kernels_per_step"] is not None else "")
         print(f"GENLIB_KERNELS={r['backend']:5s} free-running {r['free_running_ms']:.2f} ms a step{gpu}")
         print(f"      synchronised parts (ms): {parts}")
-        print(f"      batches drawn ahead on a thread: {r['prefetched_ms']:.2f} ms a step"
-              + (f"; at {r['scale']}x the batch: {r['scaled_batch_ms']:.2f} ms a step" if r["scaled_batch_ms"] else ""))
+        print(f"      batches drawn ahead by a worker process: {r['prefetched_ms']:.2f} ms a step; "
+              f"one batch reused (no data): {r['no_data_ms']:.2f} ms"
+              + (f", at {r['scale']}x the batch {r['scaled_batch_ms']:.2f} ms" if r["scaled_batch_ms"] else ""))
         if r["syncs_per_step"] is not None:
             total = sum(r["syncs_per_step"].values())
             print(f"      host-device synchronisations in one step: {total}  {r['syncs_per_step']}")

@@ -71,7 +71,8 @@ def randn(shape, *, generator: torch.Generator | None = None, device: torch.devi
     when none is given) and then moved to ``device``: a CPU generator gives the same numbers
     whichever device the model runs on."""
     gen_device = generator.device if generator is not None else "cpu"
-    return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device or gen_device)
+    noise = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
+    return noise.to(device or gen_device, non_blocking=noise.device.type == "cpu")  # no wait for a GPU's queue
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -19,17 +19,15 @@ because a bar's text would land in the stored notebook outputs that nbval compar
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import math
 import os
-import queue
-import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
+import torch.utils.data
 from tqdm.auto import tqdm
 
 from genlib import config as _config
@@ -207,94 +205,46 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return batch
 
 
-def prefetched(batches: Iterable[Batch], ahead: int = 2, *, enabled: bool | None = None) -> Iterator[Batch]:
-    """Iterate over ``batches`` while a background thread draws the next ``ahead`` of them.
+def prefetched(make: Callable[[], Iterable[Batch]], ahead: int = 4, *, enabled: bool | None = None) -> Iterator[Batch]:
+    """Iterate over ``make()``, drawn by a worker process that keeps ``ahead`` batches ready.
 
     On a GPU the training step is mostly Python launching kernels, and drawing a batch of the
-    shapes world takes the CPU about 15 ms per 128 images (numpy, which lets other threads run), so
-    drawing the next batch during the current step hides it. The batches and their order are
-    exactly those of ``batches``: only use it for a source that draws from its own seeded generator
-    (such as ``shapes.stream``); one that draws from the global random state would race
-    with the training step's own draws. Tensors are pinned on a CUDA machine, so that moving them
-    to the GPU (``to_device``, non-blocking) does not wait. The source runs ahead of what was
-    consumed by up to ``ahead + 1`` batches.
+    shapes world takes the CPU about 12-16 ms per 128 scenes. A thread helps little: the step's
+    Python and the drawing's Python take turns holding the interpreter lock. A worker process (a
+    ``DataLoader`` with one worker) draws in parallel. The batches and their order are exactly
+    those of ``make()``: use it for a source that draws from its own seeded generator (such as
+    ``shapes.stream``), not from the global random state. ``make`` is a zero-argument callable
+    that builds the iterable in the worker; use module-level functions (``functools.partial`` of
+    one), which any start method can send to a process. Tensors are pinned on a CUDA machine, so
+    moving them to the GPU (``to_device``, non-blocking) does not wait.
 
-    ``enabled`` (default: when :func:`genlib.config.device` is CUDA) ``False`` returns an ordinary
-    iterator over ``batches``: on a CPU the thread would only compete with PyTorch's own threads.
-    The thread stops when the returned iterator is closed or garbage-collected.
+    ``enabled`` (default: when :func:`genlib.config.device` is CUDA) ``False`` iterates over
+    ``make()`` here, in this process: on a CPU the worker would only compete with PyTorch's threads.
     """
+    if not callable(make):
+        raise TypeError(f"make must be a zero-argument callable that returns the batches, got {type(make).__name__}")
     if not isinstance(ahead, int) or isinstance(ahead, bool) or ahead < 1:
         raise ValueError(f"ahead must be a positive integer (batches drawn in advance), got {ahead!r}")
-    if not hasattr(batches, "__iter__"):
-        raise TypeError(f"batches must be an iterable, got {type(batches).__name__}")
     if enabled is None:
         enabled = _config.device().type == "cuda"
     if not enabled:
-        return iter(batches)
-    return _prefetch(batches, ahead, pin=torch.cuda.is_available())
+        return iter(make())
+    loader = torch.utils.data.DataLoader(
+        _Batches(make), batch_size=None, num_workers=1, prefetch_factor=ahead,
+        pin_memory=torch.cuda.is_available(),
+        generator=torch.Generator(),  # the worker's seed: not drawn from the global random state
+    )
+    return iter(loader)
 
 
-def _prefetch(batches: Iterable[Batch], ahead: int, pin: bool) -> Iterator[Batch]:
-    slots: queue.Queue = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
+class _Batches(torch.utils.data.IterableDataset):
+    """``make()``'s batches as a dataset, for :func:`prefetched`'s worker."""
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def __init__(self, make: Callable[[], Iterable[Batch]]):
+        self.make = make
 
-    def work() -> None:
-        try:
-            for batch in batches:
-                if not put(("batch", _pinned(batch) if pin else batch)):
-                    return
-            put(("end", None))
-        except BaseException as error:  # handed to the consumer, raised there
-            put(("error", error))
-
-    worker = threading.Thread(target=work, name="genlib-prefetch", daemon=True)
-    _WORKERS.append((stop, worker))
-    worker.start()
-    try:
-        while True:
-            kind, value = slots.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        _WORKERS.remove((stop, worker))
-
-
-# Workers still drawing when the interpreter exits are stopped and joined first: a daemon thread
-# caught inside PyTorch's C++ code at exit aborts the process ("terminate called ...").
-_WORKERS: list[tuple[threading.Event, threading.Thread]] = []
-
-
-@atexit.register
-def _stop_workers() -> None:
-    for stop, worker in list(_WORKERS):
-        stop.set()
-        worker.join(timeout=2.0)
-
-
-def _pinned(batch: Batch) -> Batch:
-    """``batch`` with every tensor in page-locked memory (nested like :func:`to_device`)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.pin_memory() if batch.device.type == "cpu" else batch
-    if isinstance(batch, Mapping):
-        return {k: _pinned(v) for k, v in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_pinned(v) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_pinned(v) for v in batch)
-    return batch
+    def __iter__(self):
+        return iter(self.make())
 
 
 def batched(fn, images: torch.Tensor, batch_size: int = 512):
@@ -388,7 +338,8 @@ def fit(
     :func:`genlib.config.device`; the model is moved there too). ``loss_fn(model, batch)`` returns
     a scalar loss tensor, or ``(loss, {"name": value, ...})`` to record extra scalars.
 
-    Options: ``optimizer`` (default ``AdamW(lr, weight_decay)`` over the trainable parameters);
+    Options: ``optimizer`` (default ``AdamW(lr, weight_decay)`` over the trainable parameters, the
+    fused implementation on a GPU);
     ``warmup`` steps of linear learning-rate warmup (``lr * (step + 1) / warmup``); ``grad_clip``,
     the max total gradient norm; ``ema``, an :class:`EMA` updated after every step, or
     ``ema_decay``, which keeps one internally and copies the averaged weights into the model at
@@ -410,7 +361,10 @@ def fit(
     was_training = model.training
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = optimizer if optimizer is not None else torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # On a GPU, one fused kernel updates every parameter (instead of a launch per group of tensors).
+    fused = dev.type == "cuda" and all(p.is_cuda and p.is_floating_point() for p in params)
+    opt = optimizer if optimizer is not None else torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
+                                                                    fused=fused or None)
     base_lrs = [g["lr"] for g in opt.param_groups]
     amp_dtype = autocast_dtype(amp, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
@@ -475,7 +429,20 @@ def flush_pending(pending: list[tuple[torch.Tensor, dict[str, Any]]], history: H
         if not math.isfinite(v):
             raise FloatingPointError(f"the loss is {v} at step {first + i}; try a lower lr or grad_clip")
     history.loss.extend(losses)
+    # The extra scalars too: one read per device, not one per value (each read waits for the GPU).
+    read: dict[tuple[int, str], float] = {}
+    on_device: dict[torch.device, list[tuple[tuple[int, str], torch.Tensor]]] = {}
+    for i, (_, s) in enumerate(pending):
+        for key, v in s.items():
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1:
+                    raise ValueError(f"the scalar {key!r} that loss_fn reports must hold one value, got shape {tuple(v.shape)}")
+                on_device.setdefault(v.device, []).append(((i, key), v.detach().float().reshape(())))
+            elif v is not None:
+                read[i, key] = float(v)
+    for entries in on_device.values():
+        read.update(zip((where for where, _ in entries), torch.stack([v for _, v in entries]).cpu().tolist()))
     keys = set(history.scalars).union(*(s.keys() for _, s in pending))
     for key in sorted(keys):
         column = history.scalars.setdefault(key, [None] * first)
-        column.extend(None if s.get(key) is None else float(s[key]) for _, s in pending)
+        column.extend(read.get((i, key)) for i in range(len(pending)))

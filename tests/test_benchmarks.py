@@ -19,5 +19,6 @@ def test_train_step_profile_runs_and_its_parts_add_up(tmp_path):
     assert set(parts) == {"data", "to_device", "forward", "backward", "clip", "optimizer", "ema"}
     assert all(v >= 0 for v in parts.values()) and parts["forward"] > 0 and parts["backward"] > 0
     assert abs(result["synced_total_ms"] - sum(parts.values())) < 1e-6
-    assert result["prefetched_ms"] > 0 and result["scale"] == 2 and result["scaled_batch_ms"] > 0
+    assert result["prefetched_ms"] > 0 and result["no_data_ms"] > 0
+    assert result["scale"] == 2 and result["scaled_batch_ms"] > 0
     assert result["kernels_per_step"] is None and result["syncs_per_step"] is None  # counted on a GPU only

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import math
 
@@ -159,6 +160,14 @@ def test_extra_scalars_are_recorded_per_step():
     assert set(h.scalars) == {"mae", "const"}
     assert len(h.scalars["mae"]) == len(h.loss) == 7
     assert h.scalars["const"] == [1.0] * 7
+    # read back in one go per device, the same numbers as one at a time
+    steps = [(None, {"a": torch.tensor(float(i)), "b": None if i % 2 else torch.tensor(i / 2)}) for i in range(4)]
+    later = History()
+    later.loss.append(0.0)
+    train.flush_pending([(torch.tensor(1.0), s) for _, s in steps], later)
+    assert later.scalars == {"a": [None, 0.0, 1.0, 2.0, 3.0], "b": [None, 0.0, None, 1.0, None]}
+    with pytest.raises(ValueError, match="must hold one value"):
+        train.flush_pending([(torch.tensor(1.0), {"v": torch.ones(2)})], History())
 
 
 # ----------------------------------------------------------------------------- batches and devices
@@ -222,53 +231,47 @@ def test_callable_iterable_and_one_shot_batches():
         fit(nn.Linear(3, 1), mse, torch.zeros(3), 2)
 
 
-def test_prefetched_yields_the_same_batches_in_order_and_ends():
+def _count_to(n):
+    yield from range(n)
+
+
+def _broken():
+    yield 1
+    raise RuntimeError("the source broke")
+
+
+def _nested():
+    yield torch.ones(2), {"y": torch.zeros(1)}, ["a caption"]
+
+
+def test_prefetched_worker_yields_the_same_batches_in_order_and_ends():
     from genlib.data import shapes
 
-    plain = [b.images for b, _ in zip(shapes.stream(8, size=16, seed=3), range(6))]
-    ahead = train.prefetched((b.images for b in shapes.stream(8, size=16, seed=3)), 2, enabled=True)
-    drawn = [next(ahead) for _ in range(6)]
+    make = functools.partial(shapes.image_stream, 8, size=16, seed=3)
+    plain = [b.images for b, _ in zip(shapes.stream(8, size=16, seed=3), range(5))]
+    state = torch.get_rng_state()
+    ahead = train.prefetched(make, 2, enabled=True)
+    drawn = [next(ahead) for _ in range(5)]
+    assert torch.equal(state, torch.get_rng_state())  # the worker's seed is not drawn from the global state
     assert all(torch.equal(a, b) for a, b in zip(plain, drawn))
-    ahead.close()
-    finite = list(train.prefetched(iter(range(5)), 3, enabled=True))
-    assert finite == [0, 1, 2, 3, 4]  # a finite source ends the iteration
-    nested = next(train.prefetched([(torch.ones(2), {"y": torch.zeros(1)}, ["a caption"])], enabled=True))
-    assert torch.equal(nested[0], torch.ones(2)) and nested[2] == ["a caption"]
-
-
-def test_prefetched_raises_the_source_error_and_stops_its_thread():
-    import threading
-
-    def broken():
-        yield 1
-        raise RuntimeError("the source broke")
-
-    it = train.prefetched(broken(), enabled=True)
-    assert next(it) == 1
+    del ahead
+    assert list(train.prefetched(functools.partial(_count_to, 5), enabled=True)) == [0, 1, 2, 3, 4]
+    images, labels, texts = next(train.prefetched(_nested, enabled=True))
+    assert torch.equal(images, torch.ones(2)) and torch.equal(labels["y"], torch.zeros(1)) and texts == ["a caption"]
+    ahead = train.prefetched(_broken, enabled=True)
+    assert next(ahead) == 1
     with pytest.raises(RuntimeError, match="the source broke"):
-        next(it)
-
-    def endless():
-        i = 0
-        while True:
-            yield i
-            i += 1
-
-    it = train.prefetched(endless(), 2, enabled=True)
-    assert [next(it) for _ in range(4)] == [0, 1, 2, 3]
-    worker = next(t for t in threading.enumerate() if t.name == "genlib-prefetch")
-    it.close()
-    worker.join(timeout=5)
-    assert not worker.is_alive()
+        next(ahead)
 
 
-def test_prefetched_is_plain_iteration_on_the_cpu_and_checks_its_arguments():
-    it = train.prefetched([1, 2, 3])  # GENLIB_DEVICE=cpu: no thread
-    assert not hasattr(it, "gi_frame") and list(it) == [1, 2, 3]
+def test_prefetched_runs_here_on_the_cpu_and_checks_its_arguments():
+    made = []
+    it = train.prefetched(lambda: made.append("here") or iter([1, 2, 3]))  # GENLIB_DEVICE=cpu: no worker
+    assert made == ["here"] and list(it) == [1, 2, 3]
     with pytest.raises(ValueError, match="ahead must be a positive integer"):
-        train.prefetched([1], 0)
-    with pytest.raises(TypeError, match="must be an iterable"):
-        train.prefetched(lambda step: step)
+        train.prefetched(_broken, 0)
+    with pytest.raises(TypeError, match="zero-argument callable"):
+        train.prefetched([1, 2])
 
 
 def test_fit_on_prefetched_batches_matches_fit_on_the_stream():
@@ -277,7 +280,7 @@ def test_fit_on_prefetched_batches_matches_fit_on_the_stream():
     def run(enabled):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 1))
-        stream = train.prefetched((b.images for b in shapes.stream(4, size=16, seed=1)), enabled=enabled)
+        stream = train.prefetched(functools.partial(shapes.image_stream, 4, size=16, seed=1), enabled=enabled)
         return fit(model, lambda m, x: m(x).pow(2).mean(), stream, 6, seed=0).loss
 
     assert run(True) == run(False)

@@ -210,6 +210,13 @@ def _attrs(kind, cells, col, shp, obj_size, present, centers) -> dict[str, torch
     }
 
 
+def image_stream(batch_size: int, size: int = 32, seed: int = 0, **kwargs) -> Iterator[torch.Tensor]:
+    """The images of :func:`stream`'s batches, ``b 3 size size`` each (a module-level function, so a
+    data-loading worker process can be sent it: see ``genlib.train.prefetched``)."""
+    for batch in stream(batch_size, size, seed, **kwargs):
+        yield batch.images
+
+
 def stream(batch_size: int, size: int = 32, seed: int = 0, **kwargs) -> Iterator[ShapesBatch]:
     """An endless stream of fresh batches for training; batch ``i`` is ``sample(..., seed=(seed, i))``.
 

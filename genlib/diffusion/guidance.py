@@ -61,7 +61,7 @@ def drop_condition(cond: torch.Tensor, null: torch.Tensor | int, p: float,
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"the drop probability p must lie in [0, 1], got {p}")
-    drop = (torch.rand(len(cond), generator=generator) < p).to(cond.device)
+    drop = (torch.rand(len(cond), generator=generator) < p).to(cond.device, non_blocking=True)
     if cond.ndim == 1:
         if cond.dtype != torch.long or not isinstance(null, int):
             raise ValueError("class conditions are int64 labels of layout b, and null is one label (an int)")

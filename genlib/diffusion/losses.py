@@ -75,7 +75,7 @@ def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Te
     x_t = q_sample(schedule, x0, t, noise)
     abar = schedule.gather(schedule.alphas_cumprod, t, x0)
     goal = target(prediction_type, x0, noise, abar)
-    pred = guidance.model_output(model, x_t, t.to(x0.device), cond)
+    pred = guidance.model_output(model, x_t, t.to(x0.device, non_blocking=True), cond)  # t is on the CPU
     per_sample = (pred.float() - goal.float()).pow(2).flatten(1).mean(1)
-    w = loss_weight(schedule, t, prediction_type, weighting, gamma).to(per_sample.device)
+    w = loss_weight(schedule, t, prediction_type, weighting, gamma).to(per_sample.device, non_blocking=True)
     return (w * per_sample).mean()

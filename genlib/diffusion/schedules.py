@@ -164,4 +164,6 @@ class NoiseSchedule:
                 raise ValueError(f"t holds {out.shape[0]} timesteps but x has layout b ... with b = "
                                  f"{like.shape[0] if like.ndim else 'none'}; pass one t per sample or one scalar t")
             out = out.reshape(-1, *[1] * (like.ndim - 1))
-        return out.to(device=like.device, dtype=like.dtype if like.is_floating_point() else torch.float32)
+        # non_blocking from the CPU: a blocking copy to a GPU would first wait for all queued work.
+        return out.to(device=like.device, dtype=like.dtype if like.is_floating_point() else torch.float32,
+                      non_blocking=out.device.type == "cpu")

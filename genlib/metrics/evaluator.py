@@ -18,6 +18,7 @@ what the Fréchet distance should compare.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 import torch.nn as nn
@@ -157,7 +158,7 @@ def _train_batches(cfg: EvaluatorConfig):
 def train_evaluator(model: ShapesEvaluator) -> dict:
     """Train on an endless stream of fresh scenes, then measure accuracy on unseen ones."""
     cfg = model.cfg
-    history = train.fit(model, _loss, train.prefetched(_train_batches(cfg)), cfg.steps, lr=cfg.lr, warmup=min(100, cfg.steps // 10), desc="shapes evaluator")
+    history = train.fit(model, _loss, train.prefetched(functools.partial(_train_batches, cfg)), cfg.steps, lr=cfg.lr, warmup=min(100, cfg.steps // 10), desc="shapes evaluator")
     test = shapes.sample(config.pick(ci=256, cpu=2000, gpu=5000), size=cfg.size, seed=cfg.seed + 1_000_003)
     return {"history": history.to_dict(), "accuracy": attribute_accuracy(model, test)}
 

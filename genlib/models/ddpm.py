@@ -18,6 +18,7 @@ in ``model.info["history"]``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -121,7 +122,7 @@ def data_batches(cfg: DDPMConfig):
     """A callable ``step -> b c h w`` batch of training images from the config's world."""
     if cfg.world == "shapes":
         # Drawn on a background thread while the step runs, on a GPU (the same batches either way).
-        stream = train.prefetched(b.images for b in shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed))
+        stream = train.prefetched(functools.partial(shapes.image_stream, cfg.batch_size, size=cfg.image_size, seed=cfg.seed))
         return lambda step: next(stream)
     images, _ = digits.load(cfg.image_size, "train", seed=cfg.seed)
     return train.random_batches(images, cfg.batch_size, seed=cfg.seed)

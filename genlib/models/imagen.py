@@ -22,6 +22,7 @@ average-pooled to 8x8 (the world renders at 16, 32, 64).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +181,7 @@ def _scenes(batch_size: int, image_size: int, seed: int):
 def train_imagen(model: TextToImage) -> dict:
     """Train in place for ``cfg.steps`` steps on fresh captioned scenes; returns the loss history."""
     cfg = model.cfg
-    history = train.fit(model, lambda m, b: m.loss(*b), train.prefetched(_scenes(cfg.batch_size, cfg.image_size, cfg.seed)), cfg.steps,
+    history = train.fit(model, lambda m, b: m.loss(*b), train.prefetched(functools.partial(_scenes, cfg.batch_size, cfg.image_size, cfg.seed)), cfg.steps,
                         lr=cfg.lr, warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
                         desc=f"Imagen {cfg.text_encoder} {cfg.image_size}x{cfg.image_size}")
     return {"history": history.to_dict()}
@@ -322,7 +323,7 @@ class SR3(ddpm.DDPM):
 
 def train_sr3(model: SR3) -> dict:
     cfg = model.cfg
-    stream = train.prefetched(b.images for b in shapes.stream(cfg.batch_size, size=cfg.image_size, seed=cfg.seed + 1))
+    stream = train.prefetched(functools.partial(shapes.image_stream, cfg.batch_size, size=cfg.image_size, seed=cfg.seed + 1))
     history = train.fit(model, lambda m, x: m.loss(x), lambda step: next(stream), cfg.steps, lr=cfg.lr,
                         warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
                         desc=f"SR3 {'with' if cfg.noise_aug else 'without'} noise augmentation")

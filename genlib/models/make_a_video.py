@@ -101,6 +101,7 @@ class InflatedUNet(nn.Module):
         self.unet = copy.deepcopy(unet)
         self.cfg = unet.cfg
         _swap(self.unet, kernel_t, heads)
+        self.to(config.module_device(unet))  # the new temporal layers join the image U-Net's device
 
     def pseudo3d_layers(self) -> list[nn.Module]:
         return [m for m in self.unet.modules() if isinstance(m, (Pseudo3dConv, Pseudo3dAttention))]

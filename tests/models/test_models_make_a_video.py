@@ -51,6 +51,15 @@ def test_trained_temporal_layers_mix_frames():
     assert not any(isinstance(m, mav.Pseudo3dConv) for m in net.modules())
 
 
+def test_inflate_keeps_the_image_models_device():
+    # the new temporal layers are built on the CPU; they must join the image U-Net wherever it lives
+    # (on a GPU a CPU temporal conv fed CUDA activations fails). "meta" stands in for a second device.
+    net = _trained_like_unet().to("meta")
+    video = mav.inflate(net)
+    assert {p.device.type for p in video.parameters()} == {"meta"}
+    assert {b.device.type for b in video.buffers()} <= {"meta"}
+
+
 def test_inflate_rejects_images():
     video = mav.inflate(_trained_like_unet())
     with pytest.raises(ValueError, match="b c t h w"):
