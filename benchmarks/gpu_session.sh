@@ -45,7 +45,9 @@ for part in $PARTS; do
   start=$(date +%s)
   case $part in
     kernels)
-      timeout "${KTIME:-240}" python3 benchmarks/kernels.py --cuda-graph --out "$WORK/kernels.json" > "$WORK/kernels.txt" 2>&1
+      # The sections whose targets still need a confirming run first (each is saved when done).
+      timeout "${KTIME:-270}" python3 benchmarks/kernels.py --cuda-graph --sections groupnorm,attention,vq,sampler \
+        --out "$WORK/kernels.json" > "$WORK/kernels.txt" 2>&1
       echo "kernels rc=$?" >> "$WORK/kernels.txt"
       grep -E "^(PASS|MISS)|rc=" "$WORK/kernels.txt" ;;
     trainstep)
