@@ -49,3 +49,15 @@ def test_fake_cuda_catches_device_mixups_and_genlib_runs_clean_under_it(tmp_path
     done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "clean" in done.stdout
+
+
+def test_video_chapters_run_clean_on_the_fake_gpu(tmp_path):
+    """Chapters 11, 12 and 14 (VideoGPT, Video-LDM, Make-A-Video: about 20 s in the ci profile) with
+    their models on the fake GPU: no cell may fail (a device mix-up raises there)."""
+    env = dict(os.environ, GENLIB_PROFILE="ci", GENLIB_CACHE=str(tmp_path))
+    env.pop("GENLIB_DEVICE", None)
+    chapters = ["chapters/11_videogpt.md", "chapters/12_video_ldm.md", "chapters/14_make_a_video.md"]
+    done = subprocess.run([sys.executable, "tests/run_fake_cuda.py", *chapters], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.stdout.count(": 0 failing cells") == 3, done.stdout[-3000:]
