@@ -65,6 +65,17 @@ def module_device(module: torch.nn.Module, default: torch.device | str = "cpu") 
     return p.device if p is not None else torch.device(default)
 
 
+def check_range(x: torch.Tensor, low: int, high: int, message: str) -> None:
+    """Raise ``ValueError`` (``message`` and the values found) unless every value of the integer
+    tensor ``x`` lies in ``[low, high]``. Min and max come back in one transfer: checking a tensor on
+    a GPU waits for the GPU once, not twice."""
+    if x.numel() == 0:
+        return
+    lo, hi = torch.stack(torch.aminmax(x)).tolist()
+    if lo < low or hi > high:
+        raise ValueError(f"{message}, got values in [{lo}, {hi}]")
+
+
 def randn(shape, *, generator: torch.Generator | None = None, device: torch.device | str | None = None,
           dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise of ``shape``, drawn where ``generator`` lives (the CPU's global generator

@@ -173,3 +173,12 @@ def test_module_device_is_the_first_parameters_device():
     assert config.module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
     assert config.module_device(torch.nn.Linear(2, 2, device="meta")).type == "meta"
     assert config.module_device(torch.nn.ReLU(), default="meta").type == "meta"
+
+
+def test_check_range_reads_min_and_max_and_names_what_it_found():
+    config.check_range(torch.tensor([0, 3, 9]), 0, 9, "x")
+    config.check_range(torch.zeros(0, dtype=torch.long), 0, 9, "x")  # nothing to check
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 9\], got values in \[-1, 3\]"):
+        config.check_range(torch.tensor([-1, 3]), 0, 9, "codes must lie in [0, 9]")
+    with pytest.raises(ValueError, match=r"got values in \[2, 10\]"):
+        config.check_range(torch.tensor([[2, 10]], dtype=torch.int32), 0, 9, "codes must lie in [0, 9]")

@@ -55,8 +55,7 @@ def _check_labels(y: torch.Tensor | None, b: int, num_classes: int, who: str) ->
     if y is None or y.shape != (b,) or y.dtype != torch.long:
         got = None if y is None else (tuple(y.shape), str(y.dtype))
         raise ValueError(f"{who} is conditional: it needs labels y of layout b = ({b},), int64, got {got}")
-    if b and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"{who}: labels must lie in [0, {num_classes - 1}]")
+    config.check_range(y, 0, num_classes - 1, f"{who}: labels must lie in [0, {num_classes - 1}]")
 
 
 class ConvGenerator(nn.Module):

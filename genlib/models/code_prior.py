@@ -66,8 +66,7 @@ class CodePrior(nn.Module):
         if indices.ndim != 3 or tuple(indices.shape[1:]) != (cfg.height, cfg.width):
             raise ValueError(f"code maps must have layout b h w with h, w = {cfg.height}, {cfg.width}, "
                              f"got {tuple(indices.shape)}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= cfg.num_codes):
-            raise ValueError(f"code indices must lie in [0, {cfg.num_codes - 1}]")
+        config.check_range(indices, 0, cfg.num_codes - 1, f"code indices must lie in [0, {cfg.num_codes - 1}]")
         _check_cond(cond, len(indices), cfg.num_conditions)
 
     def sequence(self, indices: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -132,8 +131,7 @@ def _check_cond(cond: torch.Tensor, b: int, num_conditions: int) -> None:
     if not isinstance(cond, torch.Tensor) or cond.shape != (b,) or cond.dtype != torch.long:
         raise ValueError(f"cond must be int64 of layout b = {b} (one condition per map), got "
                          f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
-    if b and (int(cond.min()) < 0 or int(cond.max()) >= num_conditions):
-        raise ValueError(f"conditions must lie in [0, {num_conditions - 1}]")
+    config.check_range(cond, 0, num_conditions - 1, f"conditions must lie in [0, {num_conditions - 1}]")
 
 
 def random_crops(maps: torch.Tensor, height: int, width: int, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -232,8 +232,7 @@ class VideoPrior(nn.Module):
         cfg = self.cfg
         if codes.ndim != 4 or tuple(codes.shape[1:]) != (cfg.t, cfg.h, cfg.w):
             raise ValueError(f"code volumes must have layout b t h w = b {cfg.t} {cfg.h} {cfg.w}, got {tuple(codes.shape)}")
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= cfg.num_codes):
-            raise ValueError(f"code indices must lie in [0, {cfg.num_codes - 1}]")
+        config.check_range(codes, 0, cfg.num_codes - 1, f"code indices must lie in [0, {cfg.num_codes - 1}]")
         start = torch.full((len(codes), 1), cfg.num_codes, dtype=torch.long, device=codes.device)
         return torch.cat([start, rearrange(codes.long(), "b t h w -> b (t h w)")], dim=1)
 

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from genlib import config
+
 
 def _check_timesteps(t: torch.Tensor | float | int, dim: int) -> torch.Tensor:
     if dim < 2 or dim % 2:
@@ -100,6 +102,5 @@ def check_class_labels(cond: torch.Tensor, b: int, num_classes: int, who: str, n
     extra label ``null_meaning`` (classifier-free guidance's "no class"); returned as int64."""
     if cond.shape != (b,) or cond.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"{who} expects cond as integer labels of layout b = ({b},), got {tuple(cond.shape)} {cond.dtype}")
-    if cond.min() < 0 or cond.max() > num_classes:
-        raise ValueError(f"{who} labels must be in 0..{num_classes} ({num_classes} = {null_meaning})")
+    config.check_range(cond, 0, num_classes, f"{who} labels must be in 0..{num_classes} ({num_classes} = {null_meaning})")
     return cond.long()

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from genlib import config
 from genlib.nn.attention import MultiHeadAttention
 
 
@@ -90,8 +91,7 @@ class GPT(nn.Module):
         if tokens.ndim != 2 or tokens.dtype != torch.long or not 1 <= tokens.shape[1] <= cfg.block_size:
             raise ValueError(f"GPT expects tokens of layout b n (int64, 1 <= n <= block_size = {cfg.block_size}), "
                              f"got {tuple(tokens.shape)} {tokens.dtype}")
-        if int(tokens.min()) < 0 or int(tokens.max()) >= cfg.vocab_size:
-            raise ValueError(f"tokens must lie in [0, {cfg.vocab_size - 1}]")
+        config.check_range(tokens, 0, cfg.vocab_size - 1, f"tokens must lie in [0, {cfg.vocab_size - 1}]")
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         return self.token(tokens) + self.position(positions)
 
