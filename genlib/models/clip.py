@@ -62,9 +62,13 @@ class TextEncoder(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(cfg.text_dim, cfg.heads, causal=True) for _ in range(cfg.text_layers))
         self.norm = nn.LayerNorm(cfg.text_dim)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """``layer`` picks the block whose output is returned (through the final LayerNorm): -1 the
+        last (CLIP's own states), -2 the one before it (Stable Diffusion 2's "penultimate" states)."""
+        if not -len(self.blocks) - 1 <= layer <= -1:
+            raise ValueError(f"layer must lie in [-{len(self.blocks) + 1}, -1] for {len(self.blocks)} blocks, got {layer}")
         x = self.token(tokens) + self.position[: tokens.shape[1]]
-        for block in self.blocks:
+        for block in self.blocks[: len(self.blocks) + 1 + layer]:
             x = block(x)
         return self.norm(x)
 

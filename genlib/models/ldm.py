@@ -79,11 +79,12 @@ def load_first_stage(perceptual: nn.Module, seed: int = 0) -> KLGAN:
 class LDMConfig:
     """Everything that fixes a trained latent denoiser (all of it is part of the model-cache key).
     ``unet.in_channels`` / ``unet.image_size`` are the latent's channels and side; ``unet.context_dim``
-    the text encoder's width; ``max_len`` its number of token states; ``p_uncond`` the condition
-    dropout rate."""
+    the text encoder's width; ``max_len`` its number of token states; ``text_layer`` which of its
+    blocks the context is read after (:func:`text_states`); ``p_uncond`` the condition dropout rate."""
 
     unet: UNetConfig
     max_len: int = 16
+    text_layer: int = -1  # -1: CLIP's own (last-block) states; -2: the block before (Stable Diffusion 2's choice)
     schedule: str = "scaled_linear"  # LDM's: betas linear in sqrt from 0.00085 to 0.012
     num_train_timesteps: int = 1000
     prediction_type: str = "epsilon"
@@ -105,6 +106,9 @@ class LDMConfig:
             raise ValueError("a text-conditioned LDM needs unet.context_dim (the text encoder's width)")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
+        if self.text_layer >= 0:
+            raise ValueError(f"text_layer counts the text tower's blocks from its end (-1: the last, -2: the one "
+                             f"before), got {self.text_layer}")
 
     @classmethod
     def preset(cls, context_dim: int, latent_channels: int = 4, latent_size: int = 8, max_len: int = 16,
@@ -161,10 +165,12 @@ class LatentDiffusion(nn.Module):
 
 
 @torch.no_grad()
-def text_states(clip: CLIP, captions: Sequence[str], batch_size: int = 512) -> torch.Tensor:
-    """The frozen text encoder's token states ``b max_len d`` for ``captions`` (tau_theta(y))."""
+def text_states(clip: CLIP, captions: Sequence[str], batch_size: int = 512, *, layer: int = -1) -> torch.Tensor:
+    """The frozen text encoder's token states ``b max_len d`` for ``captions`` (tau_theta(y)), read
+    after block ``layer`` (-1: CLIP's own states; -2: the penultimate block's, as Stable Diffusion 2),
+    through the tower's final LayerNorm."""
     clip.eval()
-    out = [clip.encode_text(list(captions[i:i + batch_size]))[0] for i in range(0, len(captions), batch_size)]
+    out = [clip.text(clip.tokenize(list(captions[i:i + batch_size])), layer) for i in range(0, len(captions), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, clip.cfg.max_len, clip.cfg.text_dim)
 
 
@@ -175,13 +181,13 @@ def encode_images(first_stage: KLGAN, images: torch.Tensor, batch_size: int = 51
     return train.batched(first_stage.encode, images, batch_size)
 
 
-def training_data(first_stage: KLGAN, clip: CLIP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def training_data(first_stage: KLGAN, clip: CLIP, layer: int = -1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(latents n c h w, contexts n max_len d, null_context max_len d)`` of the scenes the LDM
     trains on: chapter 06's images (seed 1) encoded once by the frozen first stage, their captions
-    once by the frozen text encoder."""
+    once by the frozen text encoder (its states after block ``layer``)."""
     batch = vqgan.shapes_training_batch()
     latents = encode_images(first_stage, batch.images)
-    return latents, text_states(clip, batch.captions), text_states(clip, [""])[0]
+    return latents, text_states(clip, batch.captions, layer=layer), text_states(clip, [""], layer=layer)[0]
 
 
 def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Tensor, null_context: torch.Tensor) -> dict:
@@ -213,7 +219,7 @@ def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None
              "text_encoder": zoo.to_json(clip.cfg), "text_encoder_weights": weights_digest(clip)}
 
     def fit(model: LatentDiffusion) -> dict:
-        return train_ldm(model, *training_data(first_stage, clip))
+        return train_ldm(model, *training_data(first_stage, clip, cfg.text_layer))
 
     return zoo.get_or_train("ldm-shapes", LatentDiffusion, fit, cfg, extra=extra).annotated()
 
@@ -247,7 +253,7 @@ def generate(model: LatentDiffusion, first_stage: KLGAN, clip: CLIP, captions: S
     zs = []
     for i in range(0, len(captions), batch_size):
         part = list(captions[i:i + batch_size])
-        cond = text_states(clip, part).to(dev)
+        cond = text_states(clip, part, layer=model.cfg.text_layer).to(dev)
         uncond = model.null_context.expand(len(part), -1, -1) if guidance_scale != 1.0 else None
         kw = dict(prediction_type=model.prediction_type, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
                   generator=g, device=dev)

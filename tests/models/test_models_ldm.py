@@ -39,6 +39,8 @@ def test_config_needs_a_context_and_valid_settings():
         ldm.LDMConfig(unet=_unet(), p_uncond=1.0)
     with pytest.raises(ValueError, match="schedule"):
         ldm.LDMConfig(unet=_unet(), schedule="quadratic")
+    with pytest.raises(ValueError, match="text_layer counts"):
+        ldm.LDMConfig(unet=_unet(), text_layer=1)
     cfg = ldm.LDMConfig.preset(context_dim=32)
     assert cfg.unet.context_dim == 32 and cfg.unet.in_channels == 4 and cfg.unet.image_size == 8
 
@@ -62,6 +64,17 @@ def test_text_states_match_clip_and_the_empty_caption_is_a_context():
     assert states.shape == (3, clip.cfg.max_len, clip.cfg.text_dim)
     with torch.no_grad():
         torch.testing.assert_close(states[:1], clip.encode_text(["a red circle"])[0])
+    # one block earlier: the tower run without its last block, through the same final LayerNorm
+    blocks = len(clip.text.blocks)
+    early = ldm.text_states(clip, ["a red circle"], layer=-2)
+    with torch.no_grad():
+        x = clip.text.token(clip.tokenize(["a red circle"])) + clip.text.position[: clip.cfg.max_len]
+        for block in clip.text.blocks[: blocks - 1]:
+            x = block(x)
+        torch.testing.assert_close(early, clip.text.norm(x))
+    assert not torch.allclose(early, states[:1])
+    with pytest.raises(ValueError, match="layer must lie in"):
+        ldm.text_states(clip, ["a red circle"], layer=-(blocks + 2))
 
 
 def test_generate_decodes_guided_ddim_latents():
@@ -71,7 +84,7 @@ def test_generate_decodes_guided_ddim_latents():
     assert images.shape == (3, 3, 32, 32) and z.shape == (3, 4, 8, 8)
     assert images.abs().max() <= 1.0
     # the same thing by hand: guided DDIM on latents, unscaled, decoded
-    cond = ldm.text_states(clip, captions)
+    cond = ldm.text_states(clip, captions, layer=model.cfg.text_layer)  # the layer the model reads
     uncond = model.null_context.expand(3, -1, -1)
     out = ddim_sample(model, model.schedule, (3, 4, 8, 8), num_steps=4, cond=cond, uncond=uncond, guidance_scale=3.0,
                       generator=torch.Generator().manual_seed(5))
