@@ -361,10 +361,10 @@ def fit(
     was_training = model.training
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    # On a GPU, one fused kernel updates every parameter (instead of a launch per group of tensors).
-    fused = dev.type == "cuda" and all(p.is_cuda and p.is_floating_point() for p in params)
+    # On a GPU (the model is there now), one fused kernel updates every parameter.
+    fused = True if dev.type == "cuda" else None
     opt = optimizer if optimizer is not None else torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
-                                                                    fused=fused or None)
+                                                                    fused=fused)
     base_lrs = [g["lr"] for g in opt.param_groups]
     amp_dtype = autocast_dtype(amp, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

@@ -217,6 +217,12 @@ def image_stream(batch_size: int, size: int = 32, seed: int = 0, **kwargs) -> It
         yield batch.images
 
 
+def captioned_stream(batch_size: int, size: int = 32, seed: int = 0, **kwargs) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """``(images, captions)`` of :func:`stream`'s batches (module level, like :func:`image_stream`)."""
+    for batch in stream(batch_size, size, seed, **kwargs):
+        yield batch.images, batch.captions
+
+
 def stream(batch_size: int, size: int = 32, seed: int = 0, **kwargs) -> Iterator[ShapesBatch]:
     """An endless stream of fresh batches for training; batch ``i`` is ``sample(..., seed=(seed, i))``.
 

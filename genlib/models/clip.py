@@ -153,19 +153,13 @@ def shapes_preset() -> tuple[CLIPConfig, dict]:
     return cfg, settings
 
 
-def _captioned_scenes(batch_size: int, size: int, seed: int):
-    """An endless stream of ``(images, captions)`` from the shapes world (drawn ahead on a GPU)."""
-    for batch in shapes.stream(batch_size, size=size, seed=seed):
-        yield batch.images, batch.captions
-
-
 def load_shapes_clip(seed: int = 0) -> CLIP:
     """The shapes CLIP of the active profile, from the model cache or trained now on a stream of
     fresh scenes (``model.info`` holds the training history)."""
     cfg, settings = shapes_preset()
 
     def fit(model: CLIP) -> dict:
-        batches = train.prefetched(functools.partial(_captioned_scenes, settings["batch_size"], cfg.image_size, seed + 17))
+        batches = train.prefetched(functools.partial(shapes.captioned_stream, settings["batch_size"], cfg.image_size, seed + 17))
         history = train.fit(model, lambda m, b: m.loss(b[0].to(config.module_device(m)), b[1]), batches,
                             settings["steps"], lr=settings["lr"], warmup=settings["steps"] // 20, seed=seed, desc="CLIP")
         return history.to_dict()

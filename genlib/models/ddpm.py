@@ -121,7 +121,7 @@ class DDPM(nn.Module):
 def data_batches(cfg: DDPMConfig):
     """A callable ``step -> b c h w`` batch of training images from the config's world."""
     if cfg.world == "shapes":
-        # Drawn on a background thread while the step runs, on a GPU (the same batches either way).
+        # On a GPU a worker process draws the batches while the step runs (the same batches either way).
         stream = train.prefetched(functools.partial(shapes.image_stream, cfg.batch_size, size=cfg.image_size, seed=cfg.seed))
         return lambda step: next(stream)
     images, _ = digits.load(cfg.image_size, "train", seed=cfg.seed)

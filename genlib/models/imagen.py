@@ -173,9 +173,9 @@ class TextToImage(ddpm.DDPM):
 
 def _scenes(batch_size: int, image_size: int, seed: int):
     """An endless stream of ``(images b 3 s s, captions)``; 8x8 images are 16x16 scenes average-pooled."""
-    for batch in shapes.stream(batch_size, size=16, seed=seed):
-        images = batch.images if image_size == 16 else downsample(batch.images, 16 // image_size)
-        yield images, batch.captions
+    for images, captions in shapes.captioned_stream(batch_size, size=16, seed=seed):
+        images = images if image_size == 16 else downsample(images, 16 // image_size)
+        yield images, captions
 
 
 def train_imagen(model: TextToImage) -> dict:

@@ -384,6 +384,18 @@ def test_stream_passes_options_through():
         assert all(p.kind == "count" and p.objects[0][0] == "red" for p in batch.prompts)
 
 
+
+def test_image_and_captioned_streams_are_the_streams_fields():
+    stream = shapes.stream(4, size=16, seed=2)
+    full = [next(stream), next(stream)]
+    images = shapes.image_stream(4, size=16, seed=2)
+    captioned = shapes.captioned_stream(4, size=16, seed=2)
+    for batch in full:
+        assert torch.equal(next(images), batch.images)
+        x, texts = next(captioned)
+        assert torch.equal(x, batch.images) and texts == batch.captions
+
+
 # ----------------------------------------------------------------------------- render_objects
 
 
