@@ -52,7 +52,11 @@ def device() -> torch.device:
     CUDA when available, else the CPU."""
     name = os.environ.get("GENLIB_DEVICE", "").strip()
     if name:
-        dev = torch.device(name)
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"GENLIB_DEVICE={name!r} is not a device; expected a torch device name such "
+                             f"as 'cpu', 'cuda' or 'cuda:1'") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"GENLIB_DEVICE={name!r} asks for CUDA, but torch sees no CUDA device")
         return dev
@@ -74,6 +78,17 @@ def check_range(x: torch.Tensor, low: int, high: int, message: str) -> None:
     lo, hi = torch.stack(torch.aminmax(x)).tolist()
     if lo < low or hi > high:
         raise ValueError(f"{message}, got values in [{lo}, {hi}]")
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the counts found unless every value of ``x`` is
+    finite. One read-back: on a GPU it waits for the queue once, so call it per run, not per step."""
+    if x.is_floating_point() or x.is_complex():
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            nan = int(torch.isnan(x).sum())
+            raise ValueError(f"{name} holds NaN or inf ({nan} NaN, {int((~finite).sum()) - nan} inf "
+                             f"of {x.numel()} values)")
 
 
 def randn(shape, *, generator: torch.Generator | None = None, device: torch.device | str | None = None,

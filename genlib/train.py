@@ -427,7 +427,8 @@ def flush_pending(pending: list[tuple[torch.Tensor, dict[str, Any]]], history: H
     losses = torch.stack([loss for loss, _ in pending]).cpu().tolist()
     for i, v in enumerate(losses):
         if not math.isfinite(v):
-            raise FloatingPointError(f"the loss is {v} at step {first + i}; try a lower lr or grad_clip")
+            raise FloatingPointError(f"the loss is {v} at step {first + i}: if the batches can hold NaN or inf, "
+                                     f"check the data; otherwise training diverged (try a lower lr or grad_clip)")
     history.loss.extend(losses)
     # The extra scalars too: one read per device, not one per value (each read waits for the GPU).
     read: dict[tuple[int, str], float] = {}

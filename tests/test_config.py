@@ -108,9 +108,11 @@ def test_device_choice(env):
     assert config.device() == torch.device("cpu")
 
 
-def test_bad_device_name(env):
-    env.setenv("GENLIB_DEVICE", "gpu0")
-    with pytest.raises(RuntimeError):
+@pytest.mark.parametrize("name", ["gpu0", "gpu", "cuda:x"])
+def test_bad_device_name(env, name):
+    """The error names the variable and what it may hold (torch's own message names neither)."""
+    env.setenv("GENLIB_DEVICE", name)
+    with pytest.raises(ValueError, match=f"GENLIB_DEVICE={name!r} is not a device.*cpu.*cuda:1"):
         config.device()
 
 

@@ -56,11 +56,16 @@ def diffusion_loss(model: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Te
 
     ``t`` and ``noise`` are drawn fresh unless given (tests pass them to compare with a closed
     form). Returns the scalar mean over the batch of the weighted per-sample mean squared error.
+    An empty batch, or (on the CPU) an ``x0`` holding NaN or inf, is a ``ValueError``.
     """
     check_prediction_type(prediction_type)
     if x0.ndim < 2:
         raise ValueError(f"x0 must have layout b ... (at least 2 dims), got shape {tuple(x0.shape)}")
     b = x0.shape[0]
+    if b == 0:
+        raise ValueError(f"x0 is an empty batch (b = 0, shape {tuple(x0.shape)}): the loss is a mean over samples")
+    if x0.device.type == "cpu":  # free here; on a GPU it would wait once per step (fit reports a NaN loss)
+        config.check_finite(x0, "x0")
     if t is None:
         t = torch.randint(0, len(schedule), (b,), generator=generator)
     # t is checked and used for lookups on the CPU: checking a CUDA t (its min and max) or indexing

@@ -46,6 +46,20 @@ SPACINGS = ("leading", "trailing", "linspace")
 VARIANCES = ("fixed_small", "fixed_large")
 
 
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def check_options(clip_sample, guidance_scale) -> None:
+    """``clip_sample`` is ``None`` or a positive finite number (x0 is clipped to ``[-c, c]``: with
+    ``c <= 0`` every pixel would become ``c``); ``guidance_scale`` is a finite number."""
+    if clip_sample is not None and not (_is_number(clip_sample) and 0 < clip_sample < float("inf")):
+        raise ValueError(f"clip_sample must be a positive finite number (x0 is clipped to [-c, c]) or None, "
+                         f"got {clip_sample!r}")
+    if not (_is_number(guidance_scale) and np.isfinite(guidance_scale)):
+        raise ValueError(f"guidance_scale must be a finite number (1 = no guidance), got {guidance_scale!r}")
+
+
 def timesteps(T: int, num_steps: int, spacing: str = "leading") -> list[int]:
     """The decreasing timestep indices a ``num_steps`` sampler visits among ``T`` (see module doc)."""
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
@@ -135,6 +149,7 @@ def reverse_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_prev:
     """
     if x_t.shape != eps.shape:
         raise ValueError(f"eps must have x_t's layout b ... and shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
+    check_options(clip_sample, guidance_scale)
     if clip_sample is not None and dynamic_percentile is not None:
         raise ValueError("pass clip_sample or dynamic_percentile, not both")
     scale = None
@@ -158,6 +173,7 @@ def _run(model, schedule: NoiseSchedule, shape, *, x_T, steps: list[int], sigma_
          prediction_type, cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max,
          generator, device, record) -> SampleOutput:
     check_prediction_type(prediction_type)
+    check_options(clip_sample, guidance_scale)
     if x_T is None:
         if shape is None:
             raise ValueError("pass shape (b ...) or x_T")
@@ -165,6 +181,7 @@ def _run(model, schedule: NoiseSchedule, shape, *, x_T, steps: list[int], sigma_
     else:
         if shape is not None and tuple(shape) != tuple(x_T.shape):
             raise ValueError(f"shape {tuple(shape)} does not match x_T's shape {tuple(x_T.shape)}")
+        config.check_finite(x_T, "x_T")
         x = x_T.to(device)
     if x.ndim < 2:
         raise ValueError(f"samples must have layout b ... (at least 2 dims), got shape {tuple(x.shape)}")
@@ -236,7 +253,7 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape=None, *, variance: str = "
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    steps = timesteps(len(schedule), num_steps or len(schedule), spacing)
+    steps = timesteps(len(schedule), len(schedule) if num_steps is None else num_steps, spacing)
     sigma_fn = lambda a, ap: ddim_sigma(a, ap, 1.0)  # the mean is always the posterior mean
     std_fn = None if variance == "fixed_small" else (lambda a, ap: float(np.sqrt(1 - a / ap)))  # sqrt(beta_t)
     return _run(model, schedule, shape, x_T=x_T, steps=steps, sigma_fn=sigma_fn, std_fn=std_fn,

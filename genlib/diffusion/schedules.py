@@ -141,7 +141,12 @@ class NoiseSchedule:
 
     def check_t(self, t: torch.Tensor | int, name: str = "t") -> torch.Tensor:
         """``t`` as an int64 tensor after checking ``0 <= t < T`` (ValueError otherwise)."""
+        if isinstance(t, (bool, str, bytes)) or t is None:
+            raise ValueError(f"{name} must be integer timesteps in [0, {len(self) - 1}] (an int or a tensor), "
+                             f"got {type(t).__name__} {t!r}")
         t = torch.as_tensor(t)
+        if t.dtype == torch.bool:
+            raise ValueError(f"{name} must be integer timesteps in [0, {len(self) - 1}], got dtype bool")
         if t.is_floating_point():
             if not bool((t == t.round()).all()):
                 raise ValueError(f"{name} must hold integer timesteps in [0, {len(self) - 1}], got fractional values")

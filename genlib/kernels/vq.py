@@ -6,7 +6,11 @@ The index of the nearest code under the squared Euclidean distance expands into 
     ||z_i - e_j||^2 = ||z_i||^2 - 2 z_i . e_j + ||e_j||^2
 
 so ``argmin_j`` needs only the matrix product ``z e^T`` and the code norms (``||z_i||^2`` is the
-same for every ``j``). Ties go to the lowest index ``j``, as ``torch.argmin`` does.
+same for every ``j``). Ties go to the lowest index ``j``, as ``torch.argmin`` does. That rule is
+exact only where the distances are: two codes whose true distances tie, or differ by less than
+the rounding of fp32 sums (about 1e-7 relative), may come out in either order, because a matrix
+product's rounding depends on how the BLAS kernel (or a Triton tile) groups the sums. With
+small-integer inputs every distance is exact and the lowest index always wins.
 
 The reference forms the ``n x k`` distance matrix; the Triton kernel
 (:mod:`genlib.kernels.vq_triton`) keeps, per row, only the best distance and index seen so far.

@@ -10,7 +10,8 @@ registers and shared memory:
 
 Only ``best`` and ``best_j`` (``BLOCK_N`` numbers each) survive a code block: the ``n x k`` matrix
 never reaches memory. A block's minimum replaces the running one only when strictly smaller, and
-``tl.min`` breaks ties to the left, so ties go to the lowest code index, as in ``torch.argmin``.
+``tl.min`` breaks ties to the left, so ties go to the lowest code index, as in ``torch.argmin``,
+whenever the tied distances are bitwise equal (see :mod:`genlib.kernels.vq` for near-ties).
 The code norms ``||e_j||^2`` (``k`` numbers) are computed once by PyTorch before the launch.
 """
 

@@ -29,7 +29,7 @@ from genlib.data import digits, shapes, toy2d
 from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
 from genlib.diffusion.parameterisation import check_prediction_type
 from genlib.diffusion.schedules import KINDS
-from genlib.nn.embeddings import TimestepEmbedding
+from genlib.nn.embeddings import TimestepEmbedding, check_timesteps
 from genlib.nn.unet import UNet, UNetConfig
 
 WORLDS = ("shapes", "digits")
@@ -111,7 +111,7 @@ class DDPM(nn.Module):
         return self.cfg.prediction_type
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
-        return self.unet(x_t, t, cond)
+        return self.unet(x_t, check_timesteps(t, "DDPM", len(self.schedule)), cond)
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:
         """Algorithm 2 on a batch ``x0: b c h w``: the simple loss, eq. 14."""
@@ -187,7 +187,7 @@ def sample(model: nn.Module, n: int, *, sampler: str = "ddim", num_steps: int | 
                 out = ddpm_sample(net, schedule, (b, *shape), variance=variance, num_steps=num_steps,
                                   clip_sample=clip_sample, generator=g, record=record, **kw)
             else:
-                out = ddim_sample(net, schedule, (b, *shape), num_steps=num_steps or min(50, len(schedule)),
+                out = ddim_sample(net, schedule, (b, *shape), num_steps=min(50, len(schedule)) if num_steps is None else num_steps,
                                   eta=eta, clip_sample=clip_sample, generator=g, record=record, **kw)
             outs.append(out.sample.cpu())
             traj = out.trajectory

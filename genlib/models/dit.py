@@ -38,7 +38,7 @@ from genlib import config, zoo
 from genlib.diffusion import NoiseSchedule
 from genlib.models import ddpm
 from genlib.nn.attention import MultiHeadAttention
-from genlib.nn.embeddings import TimestepEmbedding, batch_timesteps, check_class_labels
+from genlib.nn.embeddings import TimestepEmbedding, batch_timesteps, check_class_labels, check_timesteps
 from genlib.nn.vit import PatchEmbed, sincos_2d, unpatchify
 
 
@@ -251,7 +251,7 @@ class DiTDiffusion(nn.Module):
         return self.cfg.dit.in_channels, self.cfg.image_size, self.cfg.image_size
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
-        return self.dit(x_t, t, cond)
+        return self.dit(x_t, check_timesteps(t, "DiTDiffusion", len(self.schedule)), cond)
 
 
 def load_dit(world: str = "digits", schedule_kind: str = "linear", cfg: DiTDiffusionConfig | None = None,

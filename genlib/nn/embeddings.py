@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,10 +87,34 @@ class TimestepEmbedding(nn.Module):
         return self.mlp(emb.to(self.mlp[0].weight.dtype))
 
 
+def check_timesteps(t, who: str, num_timesteps: int | None = None) -> torch.Tensor:
+    """``t`` (an int, a float, a NumPy number or array, or a tensor) as a tensor, after checking
+    that it holds numbers that are timesteps: ``t >= 0``, and ``t <= num_timesteps - 1`` when the
+    caller knows its ``T``. ``who`` names the network in the error.
+
+    The range is checked where ``t`` lives on the CPU (free). A ``t`` already on a GPU is not read
+    back (that would wait for the GPU once per forward): genlib's samplers and losses check their
+    timesteps on the CPU before they move them.
+    """
+    if not isinstance(t, (torch.Tensor, np.ndarray, np.number, int, float)) or isinstance(t, (bool, np.bool_)):
+        raise ValueError(f"{who}: timesteps t must be numbers (an int, a float or a tensor of layout b), "
+                         f"got {type(t).__name__} {t!r}")
+    t = torch.as_tensor(t)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{who}: timesteps t must be numbers (integers or floats), got dtype {t.dtype}")
+    if t.device.type == "cpu" and t.numel():
+        lo, hi = torch.stack(torch.aminmax(t)).tolist()
+        if num_timesteps is not None and not (0 <= lo and hi <= num_timesteps - 1):
+            raise ValueError(f"{who}: t must lie in [0, T-1] = [0, {num_timesteps - 1}], got values in [{lo}, {hi}]")
+        if not lo >= 0:  # also catches NaN
+            raise ValueError(f"{who}: t must be >= 0 (a timestep), got values in [{lo}, {hi}]")
+    return t
+
+
 def batch_timesteps(t: torch.Tensor | float | int, b: int, device: torch.device, who: str) -> torch.Tensor:
     """A denoiser's timesteps as one per sample: a scalar ``t`` is repeated ``b`` times, a tensor
-    must have layout ``b``. ``who`` names the network in the error."""
-    t = torch.as_tensor(t, device=device)
+    must have layout ``b`` (checked by :func:`check_timesteps`). ``who`` names the network in the error."""
+    t = check_timesteps(t, who).to(device)
     if t.ndim == 0:
         t = t.expand(b)
     if t.shape != (b,):

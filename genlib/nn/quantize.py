@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from genlib import kernels
+from genlib import config, kernels
 
 LAYOUTS = {2: "n d", 3: "b n d", 4: "b c h w", 5: "b c t h w"}
 
@@ -147,6 +147,7 @@ class VectorQuantizer(nn.Module):
                              f"but the codebook holds codes of dimension {self.code_dim}")
         if not z.is_floating_point():
             raise ValueError(f"VectorQuantizer expects floating-point input, got {z.dtype}")
+        config.check_finite(z.detach(), "VectorQuantizer input")  # NaN is no distance from any code
         if z.ndim == 4:
             return rearrange(z, "b c h w -> (b h w) c"), layout
         if z.ndim == 5:
@@ -179,6 +180,7 @@ class VectorQuantizer(nn.Module):
         ``"b c h w"`` / ``"b c t h w"``) or ``... -> ... d`` (``layout="... d"``)."""
         if indices.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ValueError(f"embed expects integer code indices, got {indices.dtype}")
+        config.check_range(indices, 0, self.num_codes - 1, f"embed: code indices must be in 0..{self.num_codes - 1}")
         e = self.codebook[indices.long()]  # ... d
         if layout == "b c h w":
             if indices.ndim != 3:

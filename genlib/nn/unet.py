@@ -54,9 +54,10 @@ class UNetConfig:
     def __post_init__(self):
         object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
         object.__setattr__(self, "attention_resolutions", tuple(self.attention_resolutions))
-        if self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mult:
-            raise ValueError(f"UNetConfig needs positive in_channels, base_channels, num_res_blocks and a "
-                             f"non-empty channel_mult, got {self}")
+        if (self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mult
+                or self.groups < 1 or self.num_heads < 1 or min(self.channel_mult) < 1):
+            raise ValueError(f"UNetConfig needs positive in_channels, base_channels, num_res_blocks, groups, "
+                             f"num_heads and channel_mult entries, got {self}")
         for m in self.channel_mult:
             if (self.base_channels * m) % self.groups:
                 raise ValueError(f"UNetConfig: width base_channels*{m}={self.base_channels * m} is not divisible "

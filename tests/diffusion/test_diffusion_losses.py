@@ -61,3 +61,14 @@ def test_bad_input():
         diffusion_loss(Linear(), s, x0, t=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="noise must have"):
         diffusion_loss(Linear(), s, x0, noise=torch.zeros(4, 2))
+
+
+def test_empty_or_non_finite_batch_is_an_error():
+    """An empty batch once gave a NaN loss (then fit's "try a lower lr"); NaN data the same."""
+    s = NoiseSchedule("linear", 100)
+    with pytest.raises(ValueError, match="empty batch"):
+        diffusion_loss(Linear(), s, torch.zeros(0, 3))
+    x0 = torch.zeros(4, 3)
+    x0[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="x0 holds NaN or inf"):
+        diffusion_loss(Linear(), s, x0)

@@ -179,3 +179,40 @@ def test_bad_input():
         ddpm_sample(model, s, (2, 3), variance="learned")
     with pytest.raises(ValueError, match="x_t's layout"):
         ddim_sample(lambda x, t: x[:1], s, (2, 3), num_steps=5)
+
+
+# ----------------------------------------------------------------------------- bad input (issue 14)
+
+
+def _zero_eps(x_t, t, cond=None):
+    return torch.zeros_like(x_t)
+
+
+@pytest.mark.parametrize("sampler", [ddim_sample, ddpm_sample])
+def test_zero_steps_is_an_error_not_the_default(sampler):
+    """``num_steps=0`` once ran the default (50 or all T steps) because ``0 or default`` is the default."""
+    with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+        sampler(_zero_eps, NoiseSchedule("cosine", 20), (2, 3), num_steps=0)
+
+
+@pytest.mark.parametrize("clip", [0.0, -1.0, float("nan"), float("inf"), "1"])
+def test_clip_sample_must_be_a_positive_number(clip):
+    with pytest.raises(ValueError, match="clip_sample must be a positive"):
+        ddim_sample(_zero_eps, NoiseSchedule("cosine", 20), (2, 3), num_steps=2, clip_sample=clip)
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), "7.5", None])
+def test_guidance_scale_must_be_a_finite_number(scale):
+    s = NoiseSchedule("cosine", 20)
+    cond, uncond = torch.ones(2, 1), torch.zeros(2, 1)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        ddim_sample(_zero_eps, s, (2, 3), num_steps=2, cond=cond, uncond=uncond, guidance_scale=scale)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("sampler", [ddim_sample, ddpm_sample])
+def test_non_finite_start_noise_is_an_error(sampler, bad):
+    x_T = torch.randn(2, 3, generator=gen())
+    x_T[1, 2] = bad
+    with pytest.raises(ValueError, match="x_T holds NaN or inf"):
+        sampler(_zero_eps, NoiseSchedule("cosine", 20), x_T=x_T, num_steps=2)

@@ -68,3 +68,18 @@ def test_bad_input():
         s.gather(s.betas, torch.tensor([-1, 0, 1]), x)
     with pytest.raises(ValueError, match="one t per sample"):
         s.gather(s.betas, torch.tensor([1, 2]), x)
+
+
+@pytest.mark.parametrize("bad", ["5", None, True, torch.tensor([True, False])])
+def test_timesteps_that_are_not_numbers_get_a_clear_message(bad):
+    """A string once raised torch's "new(): invalid data type 'str'"; a bool passed as timestep 1."""
+    with pytest.raises(ValueError, match=r"t must be integer timesteps in \[0, 99\]"):
+        NoiseSchedule("linear", 100).check_t(bad)
+
+
+def test_numpy_timesteps_are_timesteps():
+    import numpy as np
+
+    s = NoiseSchedule("linear", 100)
+    assert torch.equal(s.check_t(np.int64(5)), torch.tensor(5))
+    assert torch.equal(s.check_t(np.array([1, 99])), torch.tensor([1, 99]))

@@ -81,3 +81,20 @@ def test_autocast_wrapper_passes_the_samplers_arguments_through(tmp_path, monkey
         a = ddim_sample(wrapped, model.schedule, (2, 1, 16, 16), num_steps=3, generator=torch.Generator().manual_seed(0))
     b = ddim_sample(model, model.schedule, (2, 1, 16, 16), num_steps=3, generator=torch.Generator().manual_seed(0))
     assert a.sample.dtype == torch.float32 and torch.equal(a.sample, b.sample)
+
+
+def test_forward_rejects_timesteps_outside_the_schedule():
+    model = ddpm.DDPM(ddpm.DDPMConfig.preset("digits"))
+    x = torch.randn(2, 1, 16, 16)
+    T = model.cfg.num_train_timesteps
+    for bad in (torch.tensor([0, T]), torch.tensor([-1, 3]), T):
+        with pytest.raises(ValueError, match=rf"\[0, {T - 1}\]"):
+            model(x, bad)
+    assert model(x, T - 1).shape == x.shape
+
+
+def test_sample_with_zero_steps_is_an_error():
+    model = ddpm.DDPM(ddpm.DDPMConfig.preset("digits"))
+    for sampler in ("ddim", "ddpm"):
+        with pytest.raises(ValueError, match="num_steps must be a positive integer"):
+            ddpm.sample(model, 1, sampler=sampler, num_steps=0)

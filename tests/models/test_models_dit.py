@@ -109,3 +109,17 @@ def test_initial_loss_is_that_of_predicting_zero():
     model = dit.DiTDiffusion(dit.DiTDiffusionConfig.preset("digits"))
     x0 = torch.rand(256, 1, 16, 16) * 2 - 1
     assert abs(model.loss(x0).item() - 1.0) < 0.05  # E|eps - 0|^2 = 1
+
+
+def test_timesteps_out_of_range_are_errors():
+    model = dit.DiT(small())
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        model(x, torch.tensor([-1, 2]))
+    with pytest.raises(ValueError, match="timesteps t must be numbers"):
+        model(x, "3")
+    diffusion = dit.DiTDiffusion(dit.DiTDiffusionConfig.preset("digits"))
+    x = torch.randn(2, *diffusion.image_shape)
+    T = len(diffusion.schedule)
+    with pytest.raises(ValueError, match=rf"\[0, {T - 1}\]"):
+        diffusion(x, torch.tensor([0, T]))

@@ -130,3 +130,23 @@ def test_ema_codebook_follows_the_module_dtype():
     vq = VectorQuantizer(8, 4, ema=True).double()
     q = vq(torch.randn(2, 4, 3, 3, dtype=torch.float64))
     assert q.z_q.dtype == vq.codebook.dtype == vq.ema_sum.dtype == torch.float64
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_is_an_error_not_code_0(bad):
+    """A NaN vector is no distance from any code: every index once came back 0."""
+    vq = _vq()
+    z = torch.randn(2, 4, 3, 3)
+    z[1, 0, 2, 2] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        vq(z)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        vq.codes_for(z)
+
+
+@pytest.mark.parametrize("index", [-1, 8])
+def test_embed_rejects_indices_outside_the_codebook(index):
+    """``embed(-1)`` once wrapped round to the last code."""
+    vq = _vq(k=8)
+    with pytest.raises(ValueError, match=r"code indices must be in 0\.\.7"):
+        vq.embed(torch.tensor([[[0, index]]]))

@@ -114,3 +114,26 @@ def test_runs_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, torch.tensor([3, 700]), torch.randn(2, 4, 6))
     assert out.shape == x.shape and torch.isfinite(out.float()).all()
+
+
+def test_timesteps_of_the_wrong_type_or_sign_are_errors():
+    import numpy as np
+
+    model = UNet(UNetConfig(**TINY))
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="timesteps t must be numbers"):
+        model(x, "10")
+    with pytest.raises(ValueError, match="timesteps t must be numbers"):
+        model(x, torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        model(x, torch.tensor([3, -1]))
+    # numpy integers and arrays are timesteps like any other
+    torch.testing.assert_close(model(x, np.int64(5)), model(x, torch.tensor([5, 5])))
+    torch.testing.assert_close(model(x, np.array([5, 7])), model(x, torch.tensor([5, 7])))
+
+
+@pytest.mark.parametrize("groups", [0, -4])
+def test_non_positive_groups_is_a_config_error(groups):
+    """``groups=0`` once raised ZeroDivisionError from the divisibility check."""
+    with pytest.raises(ValueError, match="groups"):
+        UNetConfig(**{**TINY, "groups": groups})
