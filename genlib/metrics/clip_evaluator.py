@@ -29,7 +29,7 @@ from torch import nn
 from .. import config, train, zoo
 from ..data import moving, shapes
 from ..data.render import COLOURS, SHAPES
-from ..nn.video import Conv2Plus1d
+from ..nn.video import CHANNELS_FIRST, Conv2Plus1d
 from . import evaluator as image_evaluator
 
 # Per cell of the final feature map and per frame: 0 = no object centred there, else 1 + the index.
@@ -61,7 +61,7 @@ class ClipEvaluatorConfig:
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
-    return [Conv2Plus1d(c_in, c_out, stride=2, mid_activation=True), nn.GroupNorm(min(8, c_out // 4), c_out), nn.SiLU()]
+    return [Conv2Plus1d(c_in, c_out, stride=2, mid_activation=True, layout=CHANNELS_FIRST), nn.GroupNorm(min(8, c_out // 4), c_out), nn.SiLU()]
 
 
 class ClipEvaluator(nn.Module):

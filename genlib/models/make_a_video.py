@@ -19,7 +19,8 @@ same noise for every frame. This module holds the parts a chapter can run on a l
   only, with the image weights frozen (§14.5).
 * :func:`interpolation_input` -- the masked input of the frame interpolation network ``up_F`` (§14.4).
 
-Layouts: clips are ``b c t h w`` (:mod:`genlib.nn.video`); image layers see ``(b t) c h w``.
+Layouts: clips in and out of every function here are ``b t c h w``, as the data worlds give them;
+image layers see ``(b t) c h w``, and the pseudo-3D layers turn frames into ``b c t h w`` inside.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from genlib.diffusion.distillation import ddim_step_x0
 from genlib.diffusion.parameterisation import to_x0_eps
 from genlib.diffusion.samplers import timesteps
 from genlib.nn.attention import AttentionBlock2d
+from genlib.nn.embeddings import batch_timesteps
 from genlib.nn.unet import UNet
-from genlib.nn.video import TemporalAttention, check_video, from_frames, to_frames
+from genlib.nn.video import CHANNELS_FIRST, FRAMES_FIRST, TemporalAttention, check_video, from_frames, to_frames
 
 
 class Pseudo3dConv(nn.Module):
@@ -79,7 +81,7 @@ class Pseudo3dAttention(nn.Module):
     def __init__(self, spatial: AttentionBlock2d, heads: int = 4):
         super().__init__()
         self.spatial = spatial
-        self.temporal = TemporalAttention(spatial.channels, heads, zero_init=True)
+        self.temporal = TemporalAttention(spatial.channels, heads, zero_init=True, layout=CHANNELS_FIRST)
         self.frames = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,10 +90,12 @@ class Pseudo3dAttention(nn.Module):
 
 
 class InflatedUNet(nn.Module):
-    """``forward(x: b c t h w, t: b, cond=None) -> b c t h w``: a video U-Net made from an image one.
+    """``forward(x: b t c h w, t: b, cond=None) -> b t c h w``: a video U-Net made from an image one.
 
-    The clip's frames run through the image U-Net's layers as a batch ``(b t) c h w`` (each frame
-    gets its clip's timestep and label), with the pseudo-3D layers mixing frames in between.
+    Clips come and go frames first, as the data worlds give them (a ``b c t h w`` clip with as many
+    frames as channels would be misread, so only one layout is accepted). The clip's frames run
+    through the image U-Net's layers as a batch ``(b t) c h w`` (each frame gets its clip's timestep
+    and label), with the pseudo-3D layers mixing frames in between.
     """
 
     def __init__(self, unet: UNet, kernel_t: int = 3, heads: int = 4):
@@ -111,14 +115,15 @@ class InflatedUNet(nn.Module):
         return [p for m in self.pseudo3d_layers() for p in m.temporal.parameters()]
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        check_video(x, "InflatedUNet", self.cfg.in_channels)
-        b, _, frames = x.shape[:3]
+        check_video(x, "InflatedUNet", self.cfg.in_channels, FRAMES_FIRST)
+        b, frames = x.shape[:2]
         for m in self.pseudo3d_layers():
             m.frames = frames
-        t = torch.as_tensor(t, device=x.device).expand(b) if torch.as_tensor(t).ndim == 0 else t
+        t = batch_timesteps(t, b, x.device, "InflatedUNet")
         t = repeat(t, "b -> (b f)", f=frames)
         cond = None if cond is None else repeat(cond, "b -> (b f)", f=frames)
-        return from_frames(self.unet(to_frames(x), t, cond), frames)
+        out = self.unet(rearrange(x, "b t c h w -> (b t) c h w"), t, cond)  # frames as a batch of images
+        return rearrange(out, "(b t) c h w -> b t c h w", t=frames)
 
 
 def _swap(module: nn.Module, kernel_t: int, heads: int) -> None:
@@ -182,20 +187,21 @@ def refine_frames(model: nn.Module, schedule: NoiseSchedule, clips: torch.Tensor
 
 
 def interpolation_input(clips: torch.Tensor, known: torch.Tensor, fps: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The input of the frame interpolation network ``up_F`` (§14.4) for ``clips: b c t h w``.
+    """The input of the frame interpolation network ``up_F`` (§14.4) for ``clips: b t c h w``.
 
     ``known: t`` bool marks the frames the network is given (the low-fps frames); the others are
     zeroed and a binary mask channel says which is which, so the same network interpolates
-    (known frames on a grid) or extrapolates (known frames at one end). Returns the ``b (c+1) t h w``
-    input and the fps as a ``b`` tensor, embedded like a timestep by the network.
+    (known frames on a grid) or extrapolates (known frames at one end). Returns the ``b t (c+1) h w``
+    input (the mask is the last channel) and the fps as a ``b`` tensor, embedded like a timestep by
+    the network.
     """
-    check_video(clips, "interpolation_input")
-    b, c, t, h, w = clips.shape
+    check_video(clips, "interpolation_input", layout=FRAMES_FIRST)
+    b, t, c, h, w = clips.shape
     if known.shape != (t,) or known.dtype != torch.bool:
         raise ValueError(f"known must be a bool tensor of t={t} frames, got {known.dtype} {tuple(known.shape)}")
-    mask = repeat(known.to(clips.dtype), "t -> b 1 t h w", b=b, h=h, w=w)
+    mask = repeat(known.to(clips.dtype), "t -> b t 1 h w", b=b, h=h, w=w)
     fps = torch.as_tensor(fps, dtype=clips.dtype).expand(b)
-    return torch.cat([clips * mask, mask], dim=1), fps
+    return torch.cat([clips * mask, mask], dim=2), fps
 
 
 # ----------------------------------------------------------------------------- video fine-tuning
@@ -221,9 +227,9 @@ class FinetuneConfig:
 
 
 def clip_batches(cfg: FinetuneConfig, size: int):
-    """A callable ``step -> b c t h w`` batch of moving-shapes clips (fresh clips every step)."""
-    return lambda step: rearrange(moving.sample(cfg.batch_size, frames=cfg.frames, size=size,
-                                                seed=cfg.seed * 100_003 + step).videos, "b t c h w -> b c t h w")
+    """A callable ``step -> b t c h w`` batch of moving-shapes clips (fresh clips every step)."""
+    return lambda step: moving.sample(cfg.batch_size, frames=cfg.frames, size=size,
+                                      seed=cfg.seed * 100_003 + step).videos
 
 
 def finetune_temporal(video: InflatedUNet, schedule: NoiseSchedule, cfg: FinetuneConfig, *,

@@ -40,7 +40,7 @@ from genlib.nn.attention import AttentionBlock2d
 from genlib.nn.convnets import Decoder
 from genlib.nn.embeddings import batch_timesteps
 from genlib.nn.resblock import ResBlock
-from genlib.nn.video import TemporalAttention, check_video, from_frames, to_frames
+from genlib.nn.video import CHANNELS_FIRST, TemporalAttention, check_video, from_frames, to_frames
 
 KINDS = ("conv3d+attention", "attention-only")  # Fig. 65's two temporal designs
 MASKS = ("none", "predict", "interpolate")
@@ -100,7 +100,7 @@ class TemporalMixer(nn.Module):
         if kind == "conv":
             self.temporal = TemporalConvBlock(channels, kernel_t, kernel, groups)
         elif kind == "attention":
-            self.temporal = TemporalAttention(channels, heads, zero_init=True)  # (b h w) t c, identity at init
+            self.temporal = TemporalAttention(channels, heads, zero_init=True, layout=CHANNELS_FIRST)  # (b h w) t c, identity at init
         else:
             raise ValueError(f"temporal layer kind must be 'conv' or 'attention', got {kind!r}")
         if not 0.0 < alpha_init < 1.0:

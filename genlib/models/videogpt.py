@@ -36,7 +36,7 @@ from genlib.data import moving
 from genlib.models.vqvae import VQVAE
 from genlib.nn.quantize import Quantized, VectorQuantizer
 from genlib.nn.transformer import GPT, GPTConfig
-from genlib.nn.video import AxialAttention3d, check_video
+from genlib.nn.video import CHANNELS_FIRST, AxialAttention3d, check_video
 
 CLIPS = "b t c h w"  # the public layout of clips (the data worlds' layout)
 
@@ -96,7 +96,7 @@ class AttentionResBlock(nn.Module):
             nn.GroupNorm(1, mid), nn.ReLU(), nn.Conv3d(mid, channels, 1, bias=False),
             nn.GroupNorm(1, channels), nn.ReLU(),
         )
-        self.axial = AxialAttention3d(channels, heads, parallel=True)
+        self.axial = AxialAttention3d(channels, heads, parallel=True, layout=CHANNELS_FIRST)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video(x, "AttentionResBlock")

@@ -1,10 +1,17 @@
-"""Video layers: 3D, (2+1)D and attention over space, time or both, on clips ``b c t h w``.
+"""Video layers: 3D, (2+1)D and attention over space, time or both, on clip batches.
 
-A clip batch is a tensor ``b c t h w``: batch, channels, frames (time), height, width, the layout
-``torch.nn.Conv3d`` reads. The data worlds store clips as ``b t c h w`` (survey Fig. 62); a model
-turns them round once with ``rearrange(x, "b t c h w -> b c t h w")``. Image layers see a clip as a
-batch of frames, ``(b t) c h w`` (:func:`to_frames`, :func:`from_frames`), which is how Video-LDM
-and Make-A-Video reuse a pretrained image network (survey §12).
+A clip batch is a 5-D tensor in one of two layouts, and every layer here is told which when it is
+built (``layout=``; there is no default):
+
+* ``"b c t h w"`` -- channels first, the layout ``torch.nn.Conv3d`` reads; video networks keep
+  their feature maps this way (``CHANNELS_FIRST``).
+* ``"b t c h w"`` -- frames first, as the data worlds give clips (survey Fig. 62; ``FRAMES_FIRST``).
+
+A clip's shape cannot tell the two apart when its frame count equals the channel count (3 frames
+of RGB, or 16 frames into a 16-channel layer): a layer that guessed would run and return nonsense.
+Image layers see a clip as a batch of frames, ``(b t) c h w`` (:func:`to_frames`,
+:func:`from_frames`), which is how Video-LDM and Make-A-Video reuse a pretrained image network
+(survey §12).
 
 Convolutions (survey §10.3, App. C.4)::
 
@@ -38,14 +45,36 @@ from torch.utils.flop_counter import FlopCounterMode
 from genlib.nn.attention import MultiHeadAttention
 from genlib.nn.embeddings import timestep_embedding
 
-LAYOUT = "b c t h w"
+CHANNELS_FIRST = LAYOUT = "b c t h w"
+FRAMES_FIRST = "b t c h w"
+LAYOUTS = (CHANNELS_FIRST, FRAMES_FIRST)
 
 
-def check_video(x: torch.Tensor, layer: str, channels: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``x`` is a clip batch ``b c t h w`` (with ``c = channels``)."""
-    if x.ndim != 5 or (channels is not None and x.shape[1] != channels):
+def check_layout(layout: str | None, layer: str) -> str:
+    """``layout`` if it is one of :data:`LAYOUTS`; a ``ValueError`` that explains the choice otherwise."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"{layer} needs layout='b c t h w' (channels first, as nn.Conv3d reads) or "
+                         f"layout='b t c h w' (frames first, as the data worlds give clips), got {layout!r}: "
+                         f"a clip's shape cannot tell them apart when its frames equal its channels")
+    return layout
+
+
+def check_video(x: torch.Tensor, layer: str, channels: int | None = None, layout: str = CHANNELS_FIRST) -> None:
+    """Raise ``ValueError`` unless ``x`` is a clip batch in ``layout`` (with ``c = channels``)."""
+    axis = layout.split().index("c")
+    if x.ndim != 5 or (channels is not None and x.shape[axis] != channels):
         want = f" with c={channels}" if channels is not None else ""
-        raise ValueError(f"{layer} expects x of layout {LAYOUT}{want}, got shape {tuple(x.shape)}")
+        raise ValueError(f"{layer} expects x of layout {layout}{want}, got shape {tuple(x.shape)}")
+
+
+def channels_first(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """A clip batch in ``layout`` as ``b c t h w`` (a view)."""
+    return x if layout == CHANNELS_FIRST else rearrange(x, "b t c h w -> b c t h w")
+
+
+def back_to(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """A ``b c t h w`` clip batch in ``layout`` (a view): the inverse of :func:`channels_first`."""
+    return x if layout == CHANNELS_FIRST else rearrange(x, "b c t h w -> b t c h w")
 
 
 def to_frames(x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +140,8 @@ def _conv_out(n: int, k: int, stride: int) -> int:
 
 
 class FullConv3d(nn.Module):
-    """``b c_in t h w -> b c_out t' h' w'``: one ``kt x k x k`` kernel over time and space.
+    """``b c_in t h w -> b c_out t' h' w'`` (or frames first, ``layout``): one ``kt x k x k`` kernel
+    over time and space.
 
     App. C.4 (per output channel, summed over input channels ``c``)::
 
@@ -122,8 +152,9 @@ class FullConv3d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, *, kernel_t: int | None = None,
-                 stride: int | tuple[int, int] = 1):
+                 stride: int | tuple[int, int] = 1, layout: str | None = None):
         super().__init__()
+        self.layout = check_layout(layout, "FullConv3d")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.k, self.kt = kernel, kernel if kernel_t is None else kernel_t
         self.stride_t, self.stride = (stride, stride) if isinstance(stride, int) else stride
@@ -131,8 +162,8 @@ class FullConv3d(nn.Module):
                               padding=(self.kt // 2, self.k // 2, self.k // 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video(x, "FullConv3d", self.in_channels)
-        return self.conv(x)
+        check_video(x, "FullConv3d", self.in_channels, self.layout)
+        return back_to(self.conv(channels_first(x, self.layout)), self.layout)
 
     def out_shape(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         return _conv_out(t, self.kt, self.stride_t), _conv_out(h, self.k, self.stride), _conv_out(w, self.k, self.stride)
@@ -150,8 +181,8 @@ def r2plus1d_mid_channels(in_channels: int, out_channels: int, kernel: int = 3, 
 
 
 class Conv2Plus1d(nn.Module):
-    """``b c_in t h w -> b c_out t h' w'``: a ``k x k`` conv on every frame, then a ``kt`` conv along
-    time at every pixel (R(2+1)D; Make-A-Video's pseudo-3D convolution).
+    """``b c_in t h w -> b c_out t h' w'`` (or frames first, ``layout``): a ``k x k`` conv on every
+    frame, then a ``kt`` conv along time at every pixel (R(2+1)D; Make-A-Video's pseudo-3D convolution).
 
     ``mid_channels`` (default ``c_out``) is the width in between; ``mid_activation`` puts a SiLU
     there (R(2+1)D has a nonlinearity, Make-A-Video none); ``stride`` strides the spatial conv.
@@ -162,8 +193,9 @@ class Conv2Plus1d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, *, kernel_t: int = 3,
                  mid_channels: int | None = None, stride: int = 1, mid_activation: bool = False,
-                 identity_init: bool = False):
+                 identity_init: bool = False, layout: str | None = None):
         super().__init__()
+        self.layout = check_layout(layout, "Conv2Plus1d")
         mid = out_channels if mid_channels is None else mid_channels
         if identity_init and (mid != out_channels or mid_activation):
             raise ValueError("identity_init needs mid_channels == out_channels and no mid_activation")
@@ -177,12 +209,13 @@ class Conv2Plus1d(nn.Module):
             nn.init.zeros_(self.temporal.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video(x, "Conv2Plus1d", self.in_channels)
+        check_video(x, "Conv2Plus1d", self.in_channels, self.layout)
+        x = channels_first(x, self.layout)
         b = x.shape[0]
         y = self.act(self.spatial(rearrange(x, "b c t h w -> (b t) c h w")))  # each frame on its own
         h, w = y.shape[-2:]
         y = self.temporal(rearrange(y, "(b t) c h w -> (b h w) c t", b=b))  # each pixel along time
-        return rearrange(y, "(b h w) c t -> b c t h w", b=b, h=h, w=w)
+        return back_to(rearrange(y, "(b h w) c t -> b c t h w", b=b, h=h, w=w), self.layout)
 
     def out_shape(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         return t, _conv_out(h, self.k, self.stride), _conv_out(w, self.k, self.stride)
@@ -212,8 +245,9 @@ def _sequences(over: str, t: int, h: int, w: int) -> tuple[int, int]:
 
 
 class VideoAttention(nn.Module):
-    """``b c t h w -> b c t h w``: ``x + MultiHeadAttention(LayerNorm(x))`` over the sequences
-    ``SEQUENCES[over]`` (one LayerNorm per position, so only the attention mixes positions).
+    """``b c t h w -> b c t h w`` (or frames first, ``layout``): ``x + MultiHeadAttention(LayerNorm(x))``
+    over the sequences ``SEQUENCES[over]`` (one LayerNorm per position, so only the attention mixes
+    positions).
 
     ``frame_positions`` adds a sinusoidal embedding of the frame index (:func:`timestep_embedding`,
     ``dim`` even) before attending: without it, attention over frames cannot tell their order; ``causal`` (time only) lets frame ``i`` read
@@ -224,8 +258,9 @@ class VideoAttention(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int = 4, *, over: str = "space", causal: bool = False,
-                 zero_init: bool = False, frame_positions: bool = False):
+                 zero_init: bool = False, frame_positions: bool = False, layout: str | None = None):
         super().__init__()
+        self.layout = check_layout(layout, type(self).__name__)
         if over not in SEQUENCES:
             raise ValueError(f"over must be one of {sorted(SEQUENCES)}, got {over!r}")
         if causal and over != "time":
@@ -238,15 +273,17 @@ class VideoAttention(nn.Module):
             nn.init.zeros_(self.attn.to_out.bias)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """The residual branch alone: ``Attention(LayerNorm(x))`` as ``b c t h w``."""
-        check_video(x, type(self).__name__, self.dim)
+        """The residual branch alone: ``Attention(LayerNorm(x))``, in the layer's layout."""
+        check_video(x, type(self).__name__, self.dim, self.layout)
+        x = channels_first(x, self.layout)
         b, c, t, h, w = x.shape
         tokens = self.norm(rearrange(x, "b c t h w -> b t h w c"))
         if self.frame_positions:
             frame = timestep_embedding(torch.arange(t, device=x.device), c).to(tokens.dtype)  # t c
             tokens = tokens + rearrange(frame, "t c -> t 1 1 c")
         seqs = rearrange(tokens, f"b t h w c -> {SEQUENCES[self.over]}")
-        return rearrange(self.attn(seqs), f"{SEQUENCES[self.over]} -> b c t h w", b=b, t=t, h=h, w=w)
+        return back_to(rearrange(self.attn(seqs), f"{SEQUENCES[self.over]} -> b c t h w", b=b, t=t, h=h, w=w),
+                       self.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.branch(x)
@@ -259,8 +296,8 @@ class VideoAttention(nn.Module):
 class SpatialAttention(VideoAttention):
     """Each frame attends within itself: ``b c t h w -> (b t) (h w) c``; frames never mix."""
 
-    def __init__(self, dim: int, heads: int = 4, *, zero_init: bool = False):
-        super().__init__(dim, heads, over="space", zero_init=zero_init)
+    def __init__(self, dim: int, heads: int = 4, *, zero_init: bool = False, layout: str | None = None):
+        super().__init__(dim, heads, over="space", zero_init=zero_init, layout=layout)
 
 
 class TemporalAttention(VideoAttention):
@@ -268,15 +305,16 @@ class TemporalAttention(VideoAttention):
     embeddings; ``causal`` hides later frames; ``zero_init`` makes a fresh layer the identity."""
 
     def __init__(self, dim: int, heads: int = 4, *, causal: bool = False, zero_init: bool = False,
-                 frame_positions: bool = True):
-        super().__init__(dim, heads, over="time", causal=causal, zero_init=zero_init, frame_positions=frame_positions)
+                 frame_positions: bool = True, layout: str | None = None):
+        super().__init__(dim, heads, over="time", causal=causal, zero_init=zero_init, frame_positions=frame_positions,
+                         layout=layout)
 
 
 class FullAttention(VideoAttention):
     """Every position attends to every position of the clip: ``b c t h w -> b (t h w) c``."""
 
-    def __init__(self, dim: int, heads: int = 4, *, frame_positions: bool = True):
-        super().__init__(dim, heads, over="all", frame_positions=frame_positions)
+    def __init__(self, dim: int, heads: int = 4, *, frame_positions: bool = True, layout: str | None = None):
+        super().__init__(dim, heads, over="all", frame_positions=frame_positions, layout=layout)
 
 
 class AxialAttention3d(nn.Module):
@@ -288,15 +326,17 @@ class AxialAttention3d(nn.Module):
     one layer reaches only the three lines through a position. Scores per head: ``t h w (t + h + w)``.
     """
 
-    def __init__(self, dim: int, heads: int = 4, *, parallel: bool = False):
+    def __init__(self, dim: int, heads: int = 4, *, parallel: bool = False, layout: str | None = None):
         super().__init__()
+        self.layout = check_layout(layout, "AxialAttention3d")
         self.dim, self.parallel = dim, parallel
         self.passes = nn.ModuleList(
-            VideoAttention(dim, heads, over=axis, frame_positions=axis == "time") for axis in ("time", "height", "width")
+            VideoAttention(dim, heads, over=axis, frame_positions=axis == "time", layout=layout)
+            for axis in ("time", "height", "width")
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video(x, "AxialAttention3d", self.dim)
+        check_video(x, "AxialAttention3d", self.dim, self.layout)
         if self.parallel:
             return x + sum(p.branch(x) for p in self.passes)
         for p in self.passes:
@@ -309,10 +349,13 @@ class AxialAttention3d(nn.Module):
 
 def attention_reach(layer: nn.Module, x: torch.Tensor, query: tuple[int, int, int]) -> torch.Tensor:
     """``t h w`` bool: the input positions the output at ``query = (t, y, x)`` depends on (a nonzero
-    gradient of that output, summed over channels, with respect to each input position)."""
-    check_video(x, "attention_reach")
+    gradient of that output, summed over channels, with respect to each input position). ``x`` is in
+    the layer's layout (the first part's, for an ``nn.Sequential``)."""
+    first = layer[0] if isinstance(layer, nn.Sequential) else layer
+    layout = getattr(first, "layout", CHANNELS_FIRST)
+    check_video(x, "attention_reach", layout=layout)
     x = x.detach().clone().requires_grad_(True)
     ti, yi, xi = query
-    out = layer(x)[:, :, ti, yi, xi].sum()
+    out = channels_first(layer(x), layout)[:, :, ti, yi, xi].sum()
     (grad,) = torch.autograd.grad(out, x)
-    return grad.abs().sum(dim=(0, 1)) > 0
+    return channels_first(grad, layout).abs().sum(dim=(0, 1)) > 0

@@ -24,11 +24,11 @@ def _trained_like_unet(seed: int = 0, **kw) -> UNet:
 def test_inflated_equals_image_model_frame_by_frame(frames):
     net = _trained_like_unet(frames, num_classes=3)
     video = mav.inflate(net).eval()
-    x = torch.randn(2, 3, frames, 8, 8)
+    x = torch.randn(2, frames, 3, 8, 8)  # b t c h w
     t, y = torch.tensor([5, 900]), torch.tensor([0, 2])
     with torch.no_grad():
         got = video(x, t, y)
-        ref = torch.stack([net(x[:, :, i], t, y) for i in range(frames)], dim=2)
+        ref = torch.stack([net(x[:, i], t, y) for i in range(frames)], dim=1)
     assert got.shape == x.shape
     assert (got - ref).abs().max() < 1e-5
     assert ref.abs().max() > 0.1  # the comparison is not between two zeros
@@ -41,12 +41,12 @@ def test_trained_temporal_layers_mix_frames():
     with torch.no_grad():
         for p in video.temporal_parameters():
             p.add_(0.1 * torch.randn_like(p))
-        x = torch.randn(1, 3, 4, 8, 8)
+        x = torch.randn(1, 4, 3, 8, 8)  # b t c h w
         y1 = video(x, torch.tensor([100]))
         x2 = x.clone()
-        x2[:, :, 3] += 1.0  # change only the last frame
+        x2[:, 3] += 1.0  # change only the last frame
         y2 = video(x2, torch.tensor([100]))
-    assert (y1[:, :, 0] - y2[:, :, 0]).abs().max() > 1e-4  # frame 0 now sees frame 3
+    assert (y1[:, 0] - y2[:, 0]).abs().max() > 1e-4  # frame 0 now sees frame 3
     # the original model is untouched by inflation
     assert not any(isinstance(m, mav.Pseudo3dConv) for m in net.modules())
 
@@ -62,8 +62,22 @@ def test_inflate_keeps_the_image_models_device():
 
 def test_inflate_rejects_images():
     video = mav.inflate(_trained_like_unet())
-    with pytest.raises(ValueError, match="b c t h w"):
+    with pytest.raises(ValueError, match="b t c h w"):
         video(torch.randn(2, 3, 8, 8), torch.tensor([1, 2]))
+
+
+def test_inflated_reads_clips_frames_first_even_when_frames_equal_channels():
+    """3 frames of RGB are 3 x 3 x h x w in both layouts: the model reads b t c h w, the data's
+    layout (it once read b c t h w, so a clip from the world was silently misread)."""
+    net = _trained_like_unet(1)
+    video = mav.inflate(net).eval()
+    x = torch.randn(2, 3, 3, 8, 8)  # b t c h w with t = c = 3
+    t = torch.tensor([5, 900])
+    with torch.no_grad():
+        got = video(x, t)
+        per_frame = torch.stack([net(x[:, i], t) for i in range(3)], dim=1)  # frame i = x[:, i]
+    assert (got - per_frame).abs().max() < 1e-5
+    assert (got - per_frame.transpose(1, 2)).abs().max() > 0.1  # the other reading differs
 
 
 def test_flicker_and_shared_noise():
@@ -84,11 +98,11 @@ def test_flicker_and_shared_noise():
 
 
 def test_interpolation_input():
-    clips = torch.randn(2, 3, 5, 4, 4)
+    clips = torch.randn(2, 5, 3, 4, 4)  # b t c h w
     known = torch.tensor([True, False, True, False, True])
     x, fps = mav.interpolation_input(clips, known, 8.0)
-    assert x.shape == (2, 4, 5, 4, 4) and fps.shape == (2,)
-    assert torch.equal(x[:, 3, :, 0, 0], known.float().expand(2, 5))
-    assert torch.equal(x[:, :3, 1], torch.zeros(2, 3, 4, 4)) and torch.equal(x[:, :3, 2], clips[:, :, 2])
+    assert x.shape == (2, 5, 4, 4, 4) and fps.shape == (2,)  # b t (c+1) h w
+    assert torch.equal(x[:, :, 3, 0, 0], known.float().expand(2, 5))
+    assert torch.equal(x[:, 1, :3], torch.zeros(2, 3, 4, 4)) and torch.equal(x[:, 2, :3], clips[:, 2])
     with pytest.raises(ValueError):
         mav.interpolation_input(clips, known[:4], 8.0)
