@@ -18,6 +18,13 @@ prediction. Without clipping ``eps' = eps`` (recomputing
 it would divide by ``sqrt(1 - abar_t)``, tiny at the last steps). ``1 - abar_prev - sigma^2`` is
 clamped at 0 against rounding.
 
+The step's coefficients (``sqrt(abar_t)``, ``sqrt(1 - abar_t)``, ``sqrt(abar_prev)``,
+``sqrt(1 - abar_prev - sigma^2)``, ``sigma``) are formed in float64 by :func:`step_coefficients`,
+once per step, before anything touches the fp32 tensors: near ``t = 0``, ``1 - abar_prev`` and
+``sigma^2`` agree to within float32's rounding of ``abar_prev`` (on the last step of a 10-step
+DDPM run, 100 -> 0, their difference is 8.5e-8), and subtracting them in float32 put the noise
+direction 9% off.
+
 ``sigma = 0`` is DDIM; ``sigma^2 = (1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)`` (DDIM's
 ``eta = 1``) is the DDPM ancestral step. ``abar_t``, ``abar_prev`` and ``sigma`` are python floats
 (one timestep for the whole batch) or tensors of shape ``(b,)`` (one per sample).
@@ -28,6 +35,8 @@ each of the dozen operations above.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -64,6 +73,23 @@ def check_sampler_inputs(
         raise ValueError("sampler_step: pass clip_sample_range or dynamic_threshold, not both")
 
 
+def step_coefficients(alpha_prod_t: Coefficient, alpha_prod_t_prev: Coefficient, sigma: Coefficient
+                      ) -> tuple[Coefficient, Coefficient, Coefficient, Coefficient, Coefficient]:
+    """``(sqrt(abar_t), sqrt(1 - abar_t), sqrt(abar_prev), sqrt(1 - abar_prev - sigma^2), sigma)``,
+    computed in float64 (see the module docstring): python floats when all three inputs are
+    floats, else float32 tensors of shape ``(b,)`` (formed in float64 from the inputs as given,
+    so pass float64 tensors to keep the precision)."""
+    if not any(isinstance(c, torch.Tensor) for c in (alpha_prod_t, alpha_prod_t_prev, sigma)):
+        a_t, a_prev, sig = float(alpha_prod_t), float(alpha_prod_t_prev), float(sigma)
+        return (math.sqrt(a_t), math.sqrt(1 - a_t), math.sqrt(a_prev), math.sqrt(max(1 - a_prev - sig * sig, 0.0)),
+                sig)
+    device = next(c.device for c in (alpha_prod_t, alpha_prod_t_prev, sigma) if isinstance(c, torch.Tensor))
+    a_t, a_prev, sig = torch.broadcast_tensors(
+        *(torch.as_tensor(c, dtype=torch.float64, device=device) for c in (alpha_prod_t, alpha_prod_t_prev, sigma)))
+    out = (a_t.sqrt(), (1 - a_t).sqrt(), a_prev.sqrt(), (1 - a_prev - sig * sig).clamp_min(0).sqrt(), sig)
+    return tuple(c.float() for c in out)
+
+
 def _per_sample(c: Coefficient, x: torch.Tensor) -> torch.Tensor:
     """A coefficient as an fp32 tensor that broadcasts against ``x: b ...``."""
     c = torch.as_tensor(c, dtype=torch.float32, device=x.device)
@@ -91,14 +117,16 @@ def sampler_step_reference(
         clip_sample_range,
     )
     x = x_t.float()
-    abar_t, abar_prev, sig = (_per_sample(c, x) for c in (alpha_prod_t, alpha_prod_t_prev, sigma))
+    # sqrt(abar_t), sqrt(1 - abar_t), sqrt(abar_prev), sqrt(1 - abar_prev - sigma^2), sigma (float64-made)
+    a_t, s_t, a_prev, direction, sig = (_per_sample(c, x) for c in
+                                        step_coefficients(alpha_prod_t, alpha_prod_t_prev, sigma))
     # 1. classifier-free guidance
     eps = eps_cond.float()
     if eps_uncond is not None:
         eps_u = eps_uncond.float()
         eps = eps_u + guidance_scale * (eps - eps_u)
     # 2. predicted clean sample
-    x0 = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    x0 = (x - s_t * eps) / a_t
     # 3. clipping, and 4. the noise direction recomputed from the clipped x0
     if clip_sample_range is not None or dynamic_threshold is not None:
         if clip_sample_range is not None:
@@ -106,9 +134,9 @@ def sampler_step_reference(
         else:
             s = _per_sample(dynamic_threshold, x)
             x0 = torch.minimum(torch.maximum(x0, -s), s) / s
-        eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
+        eps = (x - a_t * x0) / s_t
     # 5. the step to x_{t-1}
-    x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sig**2).clamp_min(0).sqrt() * eps
+    x_prev = a_prev * x0 + direction * eps
     if noise is not None:
         x_prev = x_prev + sig * noise.float()
     return x_prev.to(x_t.dtype), x0.to(x_t.dtype)

@@ -1,9 +1,9 @@
 """One fused DDIM / DDPM sampler step in Triton: an element-wise kernel over ``x_t: b ...``.
 
-Each program owns ``BLOCK`` consecutive values of one sample, so the per-sample coefficients
-(``abar_t``, ``abar_prev``, ``sigma``, the threshold ``s_i``) are scalars it loads once. The stages
-are those of :mod:`genlib.kernels.sampler`, in fp32 registers, one read of every input and one
-write of ``x_prev`` and ``x0``.
+Each program owns ``BLOCK`` consecutive values of one sample, so the per-sample coefficients (the
+step's five, made in float64 by :func:`genlib.kernels.sampler.step_coefficients`, and the threshold
+``s_i``) are scalars it loads once. The stages are those of :mod:`genlib.kernels.sampler`, in fp32
+registers, one read of every input and one write of ``x_prev`` and ``x0``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from genlib.kernels.sampler import Coefficient, check_sampler_inputs
+from genlib.kernels.sampler import Coefficient, check_sampler_inputs, step_coefficients
 
 
 @triton.jit
@@ -28,11 +28,9 @@ def _coefficient(c, sample, PER_SAMPLE: tl.constexpr):
 @triton.jit
 def _sampler_step_kernel(
     X, EPS_C, EPS_U, NOISE, THRESHOLD, X_PREV, X0,
-    abar_t, abar_prev, sigma,  # floats, or pointers to (b,) when *_PER_SAMPLE
+    sqrt_abar_t, sqrt_one_minus_abar_t, sqrt_abar_prev, direction, sigma,  # floats, or (b,) pointers
     guidance_scale, clip, per_sample, blocks_per_sample,
-    ABAR_T_PER_SAMPLE: tl.constexpr,
-    ABAR_PREV_PER_SAMPLE: tl.constexpr,
-    SIGMA_PER_SAMPLE: tl.constexpr,
+    PER_SAMPLE: tl.constexpr,  # the five coefficients are pointers to (b,)
     GUIDED: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     CLIP_STATIC: tl.constexpr,  # x0 clipped to [-clip, clip]
@@ -44,9 +42,11 @@ def _sampler_step_kernel(
     cols = (pid % blocks_per_sample) * BLOCK + tl.arange(0, BLOCK)
     ok = cols < per_sample
     offs = sample.to(tl.int64) * per_sample + cols  # int64: b * per_sample can pass 2**31
-    a_t = _coefficient(abar_t, sample, ABAR_T_PER_SAMPLE)
-    a_prev = _coefficient(abar_prev, sample, ABAR_PREV_PER_SAMPLE)
-    sig = _coefficient(sigma, sample, SIGMA_PER_SAMPLE)
+    a_t = _coefficient(sqrt_abar_t, sample, PER_SAMPLE)
+    s_t = _coefficient(sqrt_one_minus_abar_t, sample, PER_SAMPLE)
+    a_prev = _coefficient(sqrt_abar_prev, sample, PER_SAMPLE)
+    dir_coef = _coefficient(direction, sample, PER_SAMPLE)
+    sig = _coefficient(sigma, sample, PER_SAMPLE)
 
     x = tl.load(X + offs, mask=ok, other=0.0).to(tl.float32)
     # 1. classifier-free guidance
@@ -55,7 +55,7 @@ def _sampler_step_kernel(
         eps_u = tl.load(EPS_U + offs, mask=ok, other=0.0).to(tl.float32)
         eps = eps_u + guidance_scale * (eps - eps_u)
     # 2. predicted clean sample
-    x0 = (x - tl.sqrt(1.0 - a_t) * eps) / tl.sqrt(a_t)
+    x0 = (x - s_t * eps) / a_t
     # 3. clipping, and 4. the noise direction recomputed from the clipped x0
     if CLIP_STATIC:
         x0 = tl.minimum(tl.maximum(x0, -clip), clip)
@@ -63,9 +63,9 @@ def _sampler_step_kernel(
         s = tl.load(THRESHOLD + sample)
         x0 = tl.minimum(tl.maximum(x0, -s), s) / s
     if CLIP_STATIC or CLIP_DYNAMIC:
-        eps = (x - tl.sqrt(a_t) * x0) / tl.sqrt(1.0 - a_t)
+        eps = (x - a_t * x0) / s_t
     # 5. the step to x_{t-1}
-    x_prev = tl.sqrt(a_prev) * x0 + tl.sqrt(tl.maximum(1.0 - a_prev - sig * sig, 0.0)) * eps
+    x_prev = a_prev * x0 + dir_coef * eps
     if HAS_NOISE:
         x_prev += sig * tl.load(NOISE + offs, mask=ok, other=0.0).to(tl.float32)
 
@@ -105,7 +105,7 @@ def sampler_step_triton(
     numel = x_t.numel()
     if numel == 0:
         return x_prev, x0
-    abar_t, abar_prev, sig = (_as_argument(c) for c in (alpha_prod_t, alpha_prod_t_prev, sigma))
+    coefficients = [_as_argument(c) for c in step_coefficients(alpha_prod_t, alpha_prod_t_prev, sigma)]
     threshold = x_t if dynamic_threshold is None else _as_argument(dynamic_threshold)
     per_sample = numel // x_t.shape[0]
     block = min(1024, max(16, triton.next_power_of_2(per_sample)))
@@ -116,11 +116,9 @@ def sampler_step_triton(
         x_t if noise is None else noise,
         threshold,
         x_prev, x0,
-        abar_t, abar_prev, sig,
+        *coefficients,
         float(guidance_scale), float(clip_sample_range or 0.0), per_sample, blocks_per_sample,
-        ABAR_T_PER_SAMPLE=isinstance(abar_t, torch.Tensor),
-        ABAR_PREV_PER_SAMPLE=isinstance(abar_prev, torch.Tensor),
-        SIGMA_PER_SAMPLE=isinstance(sig, torch.Tensor),
+        PER_SAMPLE=isinstance(coefficients[0], torch.Tensor),
         GUIDED=eps_uncond is not None,
         HAS_NOISE=noise is not None,
         CLIP_STATIC=clip_sample_range is not None,

@@ -117,3 +117,30 @@ def test_sampler_step_rejects_bad_arguments(kwargs, match):
     arguments = dict(alpha_prod_t=0.5, alpha_prod_t_prev=0.7) | kwargs
     with pytest.raises(ValueError, match=match):
         sampler_step(torch.zeros(2, 3), torch.zeros(2, 3), **arguments)
+
+
+@pytest.mark.parametrize("per_sample", [False, True], ids=["scalars", "float64 tensors"])
+@pytest.mark.parametrize("triton", [False, True], ids=["reference", "triton"])
+def test_noise_direction_at_eta_one_into_t0_matches_float64(per_sample, triton, monkeypatch):
+    """The last step of a 10-step DDPM run (t = 100 -> 0, linear schedule): abar_prev = 0.9999 and
+    sigma^2 fall within 1e-7 of each other's complement, so sqrt(1 - abar_prev - sigma^2) computed
+    in float32 came out 9% wrong (3.19e-4 instead of 2.92e-4). With x0 = 0 the step is that
+    coefficient times eps: it must match the float64 closed form."""
+    import math
+
+    from genlib.diffusion import NoiseSchedule, ddim_sigma
+
+    if triton:
+        monkeypatch.setenv("GENLIB_KERNELS", "triton")
+    abar = NoiseSchedule("linear", 1000).alphas_cumprod.tolist()
+    a_t, a_prev = abar[100], abar[0]
+    sig = ddim_sigma(a_t, a_prev, 1.0)
+    direction = math.sqrt(1 - a_prev - sig**2)  # float64: 2.92e-4
+    eps = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    x_t = math.sqrt(1 - a_t) * eps  # x0 = 0: x_prev is the noise direction alone
+    coeffs = [a_t, a_prev, sig]
+    if per_sample:
+        coeffs = [torch.full((2,), c, dtype=torch.float64) for c in coeffs]
+    x_prev, x0 = sampler_step(x_t, eps, alpha_prod_t=coeffs[0], alpha_prod_t_prev=coeffs[1], sigma=coeffs[2])
+    assert x0.abs().max() < 1e-6
+    torch.testing.assert_close(x_prev, direction * eps, rtol=1e-4, atol=1e-8)
