@@ -5,43 +5,84 @@ data world in the book, so a reader's own pictures drop into any chapter in plac
 or ``digits``.
 
 **Folders** (:func:`load_folder`): files ending ``.png``, ``.jpg``, ``.jpeg``, ``.bmp`` or
-``.webp`` (any case), read with PIL in sorted name order. Each image is turned upright by its EXIF
-orientation, converted to RGB (``channels=3``; an alpha channel is dropped) or greyscale ``L``
-(``channels=1``), **centre-cropped to a square** (the largest square in the middle, so nothing is
-squashed) and resized to ``size x size`` with PIL's bicubic filter (antialiased when shrinking).
+``.webp`` (any case), read with PIL in sorted name order, at 8 bits per channel. Each image is
+
+1. checked, if it is a PNG, before PIL decodes it: every chunk's CRC must match and the
+   compressed pixel data must inflate to exactly the bytes its header announces (PIL alone
+   returns black rows for a short stream and never checks the pixel chunks' CRCs; the check
+   lives in :mod:`genlib.data._png`);
+2. turned upright by its EXIF orientation;
+3. brought to 8 bits: a 16-bit greyscale value ``v`` becomes ``round(v / 257)`` (so
+   ``65535 -> 255``; PIL's own conversion would clip everything above 255 to white); 16-bit
+   colour PNGs PIL already reads at 8 bits (it keeps each value's high byte);
+4. **composited over** ``background`` (black by default) if it has transparency (an alpha
+   channel, a transparent palette entry or a transparent colour):
+   ``out = alpha * colour + (1 - alpha) * background``;
+5. converted to RGB (``channels=3``) or greyscale ``L`` (``channels=1``), **centre-cropped to a
+   square** (the largest square in the middle, so nothing is squashed) and resized to
+   ``size x size`` with PIL's bicubic filter (antialiased when shrinking).
 
 **npz files** (:func:`load_npz`, :func:`save_npz`). The images may be stored as
 
-* ``uint8`` (or another integer type with values in 0..255): ``0 -> -1``, ``255 -> +1``;
+* ``uint8``, or another integer type read as 0..255 (below): ``0 -> -1``, ``255 -> +1``;
 * floats in ``[0, 1]``: mapped by ``2 x - 1``;
-* floats in ``[-1, 1]``: kept. A float array with **any negative value** is read as ``[-1, 1]``,
-  one with none as ``[0, 1]``; pass ``value_range=(lo, hi)`` to say it yourself;
+* floats in ``[-1, 1]``: kept;
 
 in one of the layouts ``b h w`` (greyscale), ``b h w c`` or ``b c h w`` with ``c`` in {1, 3}. The
 layout is inferred by this rule: rank 3 is ``b h w``; at rank 4 the channel axis is whichever of
 axis 1 and axis 3 has size 1 or 3. When both could be (a ``b 3 h 3`` array) or a rank-3 array
 looks like a single ``h w c`` image, pass ``layout=`` instead of guessing. An optional array
 ``labels`` (one entry per image) comes back as the second result.
+
+*Which range an integer array is in*: ``uint8`` is always 0..255, since that is what 8-bit
+pictures are stored as. Any other integer type (``int64``, ``uint16``, ...) is read as 0..255
+only when all its values lie in 0..255 **and its maximum is above 127**; otherwise
+:func:`load_npz` stops and asks for ``value_range=``: for values outside 0..255 (16-bit
+pictures, signed data) and for a maximum of 127 or less. Why 127: the other scales that integer
+images and masks come in are small (a 0/1 mask, scikit-learn's 0..16 digits, 0..100 percent,
+0..127 for a non-negative ``int8``), and reading one of them as 0..255 would return nearly black
+pictures without a word; a set of 8-bit pictures whose brightest pixel is darker than half grey
+is rare, and for it the rule costs only a request. A scale whose top lies between 128 and 254
+would be misread; pass ``value_range=`` for one.
+
+*Which range a float array is in* is guessed only with a clear margin: ``[0, 1]`` when its
+minimum is at least ``-0.0005`` (the tolerance for resampling ringing, below), ``[-1, 1]`` when
+its minimum is below ``-0.25``. In between :func:`load_npz` stops and asks for
+``value_range=(lo, hi)`` (which you can always pass to say it yourself). Why ``-0.25``:
+unclamped ``[0, 1]`` pictures resampled by a common filter dip below 0 by up to about 7%
+(bicubic) or 11% (Lanczos) of the range, while a set of ``[-1, 1]`` pictures whose darkest pixel
+is lighter than 37.5% grey is rare; a wrong guess would silently halve or double the contrast.
+
+*Arrays of Python objects* (``dtype object``, e.g. what ``np.savez`` makes of a list of pictures
+of different sizes) are refused with their own message: reading them needs pickle, which can
+run code, so ``allow_pickle`` stays off.
 """
 
 from __future__ import annotations
 
 import zipfile
 import zlib
+from numbers import Integral
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import _checks as check
+from . import _png
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 LAYOUTS = ("b h w", "b h w c", "b c h w")
 CHANNELS = (1, 3)
 _META = ("layout", "value_range")  # written by save_npz beside the images
 _TOLERANCE = 1e-3  # float images may overshoot their range by this much (resampling ringing)
+_CLEARLY_NEGATIVE = -0.25  # a float minimum below this reads as [-1, 1] (module notes)
+_INTEGER_GUESS_ABOVE = 127  # integers other than uint8 read as 0..255 only with a larger maximum (module notes)
 _NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")  # PIL modes that carry an alpha channel
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for 16-bit greyscale
 
 
 # ----------------------------------------------------------------------------- folders of images
@@ -66,13 +107,72 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
     return images
 
 
-def _read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
-    """One image file as uint8 ``h w c``: upright, RGB or L, centre-cropped and resized."""
+def _background(value: object) -> tuple[int, int, int]:
+    """``value`` as ``(r, g, b)``: a PIL colour name (``"black"``, ``"white"``, ``"#808080"``) or a triple."""
+    from PIL import ImageColor
+
+    rgb = None
+    if isinstance(value, str):
+        try:
+            rgb = ImageColor.getrgb(value)
+        except ValueError:
+            pass
+    elif isinstance(value, (tuple, list)):
+        rgb = tuple(value)
+    if (
+        rgb is not None
+        and len(rgb) == 3
+        and all(isinstance(v, Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb)
+    ):
+        return tuple(int(v) for v in rgb)
+    raise ValueError(
+        f"background must be a colour name such as 'black' or 'white', or an (r, g, b) tuple of "
+        f"integers in 0..255; got {value!r}"
+    )
+
+
+def _eight_bit(img):
+    """A 16-bit greyscale image at 8 bits, ``v -> round(v / 257)``; a transparent value becomes alpha."""
+    from PIL import Image
+
+    if img.mode not in _SIXTEEN_BIT:
+        return img
+    values = np.asarray(img)
+    if values.min() < 0 or values.max() > 65535:
+        raise ValueError(
+            f"a {img.mode} image holds values in [{values.min()}, {values.max()}]; expected 16-bit 0..65535"
+        )
+    grey = Image.fromarray(np.round(values / 257).astype(np.uint8))  # 65535 / 255 = 257 exactly
+    transparent = img.info.get("transparency")  # PNG tRNS: one grey value that is transparent
+    if isinstance(transparent, int):
+        alpha = Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8))
+        return Image.merge("LA", (grey, alpha))
+    return grey
+
+
+def _composite(img, background: tuple[int, int, int], mode: str):
+    """``img`` in ``mode`` (RGB or L), its transparent pixels blended over ``background``.
+
+    ``out = alpha * colour + (1 - alpha) * background`` (Porter-Duff *over*, PIL's ``alpha_composite``).
+    """
+    from PIL import Image
+
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba)
+    return img.convert(mode)
+
+
+def _read_image(path: Path, channels: int, size: int | None, background: tuple[int, int, int]) -> np.ndarray:
+    """One image file as uint8 ``h w c``: checked, upright, 8-bit, composited, RGB or L, cropped and resized."""
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB" if channels == 3 else "L")
+        with Image.open(path) as img:  # reads the header only
+            if img.format == "PNG":
+                _png.verify(path)
+            img = _eight_bit(ImageOps.exif_transpose(img))
+            img = _composite(img, background, "RGB" if channels == 3 else "L")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image file {path}: {e}") from e
     if size is not None:
@@ -92,6 +192,7 @@ def load_folder(
     channels: int = 3,
     limit: int | None = None,
     recursive: bool = False,
+    background: str | tuple[int, int, int] = "black",
 ) -> torch.Tensor:
     """Read a folder of images as ``b c size size`` in ``[-1, 1]`` (``c`` = ``channels``).
 
@@ -100,18 +201,22 @@ def load_folder(
     * ``channels``: 3 for RGB, 1 for greyscale.
     * ``limit``: read only the first ``limit`` files in sorted order.
     * ``recursive``: also look in subfolders (sorted by relative path).
+    * ``background``: the colour transparent pixels are composited over, a PIL colour name
+      (``"black"``, ``"white"``, ``"#808080"``) or ``(r, g, b)`` in 0..255. Black by default: the
+      book's worlds draw on black (``-1``), so a transparent sprite reads like a shape of ``shapes``.
 
     Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` for a folder without
-    images or a file PIL cannot read (naming the file).
+    images or a file that cannot be read or is damaged (naming the file).
     """
     if size is not None:
         size = check.integer("size", size, minimum=1)
     if channels not in CHANNELS or isinstance(channels, bool):
         raise ValueError(f"channels must be 1 (greyscale) or 3 (RGB); got {channels!r}")
+    background = _background(background)
     files = _image_files(Path(path), recursive)
     if limit is not None:
         files = files[: check.integer("limit", limit, minimum=1)]
-    arrays = [_read_image(p, channels, size) for p in files]
+    arrays = [_read_image(p, channels, size, background) for p in files]
     for p, a in zip(files, arrays):
         if a.shape != arrays[0].shape:
             raise ValueError(
@@ -171,23 +276,63 @@ def _to_bchw(array: np.ndarray, layout: str | None) -> np.ndarray:
     return array
 
 
-def _scale(array: np.ndarray, value_range, where: str) -> torch.Tensor:
-    """Map stored pixel values onto float32 ``[-1, 1]`` by the rule in the module notes."""
+def _value_range(value_range: object) -> tuple[float, float]:
+    """``value_range`` checked to be ``(lo, hi)``: two finite numbers with ``hi > lo``."""
+    try:
+        lo, hi = (float(v) for v in value_range)  # wrong length, a scalar or a non-number fails here
+        valid = not isinstance(value_range, str) and np.isfinite(lo) and np.isfinite(hi) and hi > lo
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"value_range must be a pair (lo, hi) of finite numbers with hi > lo, such as (0, 255) "
+            f"or (-1, 1); got {value_range!r}"
+        )
+    return lo, hi
+
+
+def _integer_range(dtype: np.dtype, lo_seen: int, hi_seen: int, where: str) -> tuple[float, float]:
+    """``(0, 255)`` for integer pixels that are 8-bit by the rule in the module notes; else a
+    ``ValueError`` asking for ``value_range``."""
+    if dtype == np.uint8:
+        return 0.0, 255.0
+    values = f"{where} holds {dtype} values in [{lo_seen}, {hi_seen}]"
+    if lo_seen < 0 or hi_seen > 255:
+        raise ValueError(
+            f"{values}, outside 0..255, so they are not 8-bit pixels; pass value_range=(lo, hi), the range "
+            f"they are stored in, e.g. value_range=(0, 65535) for 16-bit pictures"
+        )
+    if hi_seen <= _INTEGER_GUESS_ABOVE:
+        own_scale = f"value_range=(0, {hi_seen}) if {hi_seen} is full brightness, or " if hi_seen > 0 else ""
+        raise ValueError(
+            f"{values}: integers other than uint8 are read as 0..255 only when their maximum is above "
+            f"{_INTEGER_GUESS_ABOVE}, since a smaller one could be another scale (0..16 digits, a 0/1 mask) "
+            f"or dark 8-bit pixels; pass {own_scale}value_range=(0, 255) if they are 8-bit pixels"
+        )
+    return 0.0, 255.0
+
+
+def _scale(array: np.ndarray, value_range: tuple[float, float] | None, where: str) -> torch.Tensor:
+    """Map stored pixel values onto float32 ``[-1, 1]`` by the rules in the module notes."""
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"{where} has dtype {array.dtype}; expected uint8 or float images")
+        raise ValueError(f"{where} has dtype {array.dtype}; expected integer (uint8) or float images")
     lo_seen, hi_seen = float(array.min()), float(array.max())  # NaN or inf shows up here
     if not (np.isfinite(lo_seen) and np.isfinite(hi_seen)):
         raise ValueError(f"{where} holds NaN or infinite values")
     if value_range is not None:
-        lo, hi = (float(v) for v in value_range)
-        if not hi > lo:
-            raise ValueError(f"value_range must be (lo, hi) with hi > lo; got {value_range!r}")
+        lo, hi = value_range
     elif np.issubdtype(array.dtype, np.integer):
-        lo, hi = 0.0, 255.0
-    elif lo_seen < 0:
+        lo, hi = _integer_range(array.dtype, int(array.min()), int(array.max()), where)
+    elif lo_seen >= -_TOLERANCE / 2:  # [0, 1] within the tolerance tol below (for lo, hi = 0, 1)
+        lo, hi = 0.0, 1.0
+    elif lo_seen < _CLEARLY_NEGATIVE:
         lo, hi = -1.0, 1.0
     else:
-        lo, hi = 0.0, 1.0
+        raise ValueError(
+            f"{where} holds floats in [{lo_seen:g}, {hi_seen:g}]: the minimum is below 0 but not below "
+            f"{_CLEARLY_NEGATIVE:g}, so they could be [0, 1] with resampling ringing or [-1, 1] without "
+            f"dark pixels; pass value_range=(0, 1) or value_range=(-1, 1)"
+        )
     tol = _TOLERANCE * (hi - lo) / 2
     if lo_seen < lo - tol or hi_seen > hi + tol:
         raise ValueError(
@@ -209,18 +354,42 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.clamp_(-1.0, 1.0)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (or a single ``.npy``, under the name ``images``)."""
+class _Objects(NamedTuple):
+    """An array of Python objects, left unread: reading it would need pickle."""
+
+    shape: tuple[int, ...]
+
+
+def _header(fp) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream, without reading (or unpickling) the data."""
+    version = np.lib.format.read_magic(fp)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(fp)
+    return shape, dtype
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray | _Objects]:
+    """Every array of an ``.npz`` (or a single ``.npy``, under the name ``images``); arrays of
+    Python objects come back as :class:`_Objects` (``allow_pickle`` stays off)."""
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; load_npz expects an .npz file (use load_folder)")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return {"images": loaded}
-        with loaded:
-            return {name: loaded[name] for name in loaded.files}
+        with open(path, "rb") as fp:
+            if fp.read(6) == b"\x93NUMPY":  # a single .npy array
+                fp.seek(0)
+                shape, dtype = _header(fp)
+                return {"images": _Objects(shape) if dtype.hasobject else np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as loaded:
+            arrays = {}
+            for member in loaded.zip.namelist():
+                if member.endswith(".npy"):  # other members (a README) are not arrays
+                    with loaded.zip.open(member) as fp:
+                        shape, dtype = _header(fp)
+                    name = member[: -len(".npy")]
+                    arrays[name] = _Objects(shape) if dtype.hasobject else loaded[name]
+            return arrays
     except _NPZ_ERRORS as e:
         reason = str(e)
         if isinstance(e, ValueError) and "pickle" in reason:
@@ -229,6 +398,18 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             f"{path} is not a valid .npz file (a zip archive of arrays written by numpy.savez); "
             f"it may be truncated or corrupt: {reason}"
         ) from e
+
+
+def _stored(arrays: dict[str, np.ndarray | _Objects], name: str, path: Path, advice: str) -> np.ndarray:
+    """The array ``name`` read by :func:`_read_npz`; an array of Python objects is refused, with ``advice``."""
+    array = arrays[name]
+    if isinstance(array, _Objects):
+        raise ValueError(
+            f"array {name!r} in {path} holds Python objects (dtype object, shape {array.shape}), which "
+            f"load_npz does not read: that needs pickle, which can run code, so allow_pickle stays off; "
+            f"{advice}"
+        )
+    return array
 
 
 def load_npz(
@@ -253,6 +434,8 @@ def load_npz(
     Files written by :func:`save_npz` carry their layout and range, so they read back exactly.
     """
     path = Path(path)
+    if value_range is not None:
+        value_range = _value_range(value_range)
     arrays = _read_npz(path)
     candidates = [k for k in arrays if k not in (labels_key, *_META)]
     if key is None:
@@ -266,13 +449,21 @@ def load_npz(
             )
     elif key not in arrays:
         raise ValueError(f"{path} has no array {key!r}; it holds: {', '.join(arrays) or '(none)'}")
-    array = arrays[key]
+    advice = (
+        "store the images as one array of numbers laid out b h w c, np.stack(images) (np.savez turns a list "
+        "of pictures of different sizes into an object array; resize them to one size first)"
+    )
+    array = _stored(arrays, key, path, advice)
     where = f"array {key!r} in {path}"
     if key == "images":  # metadata written by save_npz describes the 'images' array
         if layout is None and "layout" in arrays:
-            layout = str(arrays["layout"])
+            layout = str(_stored(arrays, "layout", path, "store it as a string, np.array('b h w c')"))
         if value_range is None and "value_range" in arrays:
-            value_range = tuple(arrays["value_range"].tolist())
+            stored = _stored(arrays, "value_range", path, "store it as numbers, np.array([lo, hi])")
+            try:
+                value_range = _value_range(stored.tolist())
+            except ValueError as e:
+                raise ValueError(f"array 'value_range' in {path}: {e}") from None
     if array.ndim == 0 or array.shape[0] == 0:
         raise ValueError(f"{where} holds no images (shape {array.shape})")
     try:
@@ -283,8 +474,10 @@ def load_npz(
     if size is not None:
         images = _resize(images, check.integer("size", size, minimum=1))
 
-    labels = arrays.get(labels_key)
-    if labels is not None:
+    labels = None
+    if labels_key in arrays:
+        advice = "store labels as numbers, e.g. np.unique(names, return_inverse=True)[1] for names"
+        labels = _stored(arrays, labels_key, path, advice)
         if labels.ndim == 0 or labels.shape[0] != images.shape[0]:
             raise ValueError(
                 f"array {labels_key!r} in {path} must have one entry per image ({images.shape[0]}); "
