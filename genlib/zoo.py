@@ -19,10 +19,18 @@ What a file holds
 When a cached file is not trusted
     A file that cannot be parsed (garbage bytes, a cut-off file), whose checksum does not match
     its tensors, whose metadata names another model, profile or config, or whose tensors do not
-    fit the freshly built model (missing or extra keys, other shapes) is never loaded: a
+    fit the freshly built model (missing or extra keys, other shapes or dtypes) is never loaded: a
     :class:`ZooWarning` names the file and the reason, the file is deleted and the model is
-    retrained. Files are written to a temporary name in the same folder and renamed into place
-    with ``os.replace``, so a crash leaves either the old file or the new one, never half a file.
+    retrained. Files are written to a temporary file of their own (a unique name in the same folder)
+    and renamed into place with ``os.replace``, so a crash leaves either the old file or the new
+    one, never half a file, and two processes saving the same model never share a temporary name.
+
+When the cache cannot be used
+    Something other than a regular file at a model's path (a directory, a FIFO, a link to one) is
+    an error raised before any training, naming the path to remove; the zoo deletes only what it
+    wrote. A cache that cannot be written (read-only, full, its folder not makeable) costs the
+    cache, not the model: :func:`get_or_train` warns "not cached" with the reason and returns the
+    trained model. :func:`clear` never follows a symbolic link out of the cache.
 
 The switch ``GENLIB_ZOO``
     ``on`` (default) uses the cache; ``refresh`` retrains every model asked for and overwrites its
@@ -41,6 +49,7 @@ import json
 import os
 import random
 import re
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -48,7 +57,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from genlib import config as _config
@@ -64,7 +73,8 @@ _MODES = ("on", "refresh", "off")
 
 
 class ZooError(Exception):
-    """A cached file that must not be loaded; the message says why."""
+    """A cached file that must not be loaded, or a cache path holding something other than a
+    file; the message says why."""
 
 
 class ZooWarning(UserWarning):
@@ -77,7 +87,8 @@ class Trained:
 
     ``model`` is in eval mode on the requested device; ``info`` is the JSON-ready dict the training
     function returned (the same on a cache hit as on the run that trained it); ``path`` is the
-    cache file (``None`` when ``GENLIB_ZOO=off``); ``loaded`` says whether the weights came from it.
+    cache file (``None`` when ``GENLIB_ZOO=off`` or when the file could not be written);
+    ``loaded`` says whether the weights came from it.
     """
 
     model: torch.nn.Module
@@ -259,7 +270,8 @@ def load_into(
 
     Checks, in order: the file parses; the checksum matches the tensors; each ``expect`` entry
     (e.g. ``{"name": ..., "profile": ...}``) equals the metadata's; the file has exactly the
-    model's state-dict keys with the same shapes. Any failure raises :class:`ZooError` naming the
+    model's state-dict keys with the same shapes and dtypes (``load_state_dict`` would silently
+    cast a float64 file into a float32 model). Any failure raises :class:`ZooError` naming the
     reason, and ``model`` is left untouched.
     """
     tensors, meta = _read_checked(Path(path))
@@ -275,6 +287,8 @@ def load_into(
     for k, v in own.items():
         if tuple(v.shape) != tuple(tensors[k].shape):
             raise ZooError(f"shape mismatch for {k}: file has {tuple(tensors[k].shape)}, model has {tuple(v.shape)}")
+        if v.dtype != tensors[k].dtype:
+            raise ZooError(f"dtype mismatch for {k}: file has {tensors[k].dtype}, model has {v.dtype}")
     try:
         model.load_state_dict(tensors, strict=True)
     except Exception as e:
@@ -288,6 +302,35 @@ def _short(text: str | None, n: int = 80) -> str:
 
 
 # ----------------------------------------------------------------------------- the cache
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((text for test, text in kinds if test(mode)), f"a file of type {stat.S_IFMT(mode):o}")
+
+
+def _cached_file_exists(path: Path) -> bool:
+    """Whether a cached file is at ``path``; :class:`ZooError` if something else is there.
+
+    Only a regular file (or a link to one) is read: opening a FIFO would block for ever, and a
+    directory cannot be loaded or replaced. A path that cannot be looked at (its parent is a file,
+    a folder without search permission) counts as absent; the write that follows says why it fails.
+    """
+    try:
+        info = os.stat(path)  # follows links: a link to a regular file is read like the file
+    except OSError:
+        return False
+    if stat.S_ISREG(info.st_mode):
+        return True
+    what = _file_kind(info.st_mode)
+    if path.is_symlink():
+        what = f"a symbolic link to {what} ({os.readlink(path)})"
+    raise ZooError(
+        f"genlib.zoo: the cache path {path} is {what}, expected a regular file (a safetensors file the "
+        "zoo wrote); the zoo deletes only its own files, so remove it yourself and run again, or set "
+        "GENLIB_CACHE to another folder"
+    )
 
 
 @contextlib.contextmanager
@@ -325,6 +368,9 @@ def get_or_train(
     or anything with ``to_dict`` works too), stored in the file and returned on later hits.
     ``extra`` holds settings outside the model config that change the trained weights (step
     count, learning rate, data seed); like ``config`` and ``seed`` it is part of the cache key.
+    Something other than a regular file at the cache path raises :class:`ZooError` before any
+    training; a cache that cannot be written gives one :class:`ZooWarning` ("not cached: ...")
+    and the trained model, with ``path=None``.
     Before ``build`` the global generators are seeded with ``seed`` (unless ``None``), and after
     the call they are restored, so a chapter draws the same numbers whether the model was loaded
     or trained. ``profile`` and ``device`` default to :func:`genlib.config.profile` and
@@ -337,6 +383,8 @@ def get_or_train(
     path = path_for(name, config, prof, extra=extra, seed=seed)
     expect = {"name": name, "profile": prof, "key": key}
 
+    cached = zoo_mode != "off" and _cached_file_exists(path)  # refuse a FIFO or folder before training
+
     with _preserved_rng(dev):
 
         def fresh() -> torch.nn.Module:
@@ -345,14 +393,14 @@ def get_or_train(
             return build(config)
 
         model = fresh()
-        if zoo_mode == "on" and path.exists():
+        if zoo_mode == "on" and cached:
             try:
                 meta = load_into(model, path, expect=expect)
                 info = json.loads(meta.get("info", "{}"))
                 return Trained(model.to(dev).eval(), info, path, loaded=True)
             except (ZooError, ValueError) as e:  # ValueError: the info JSON does not parse
                 warnings.warn(f"genlib.zoo: discarding cached file {path}: {e}; retraining", ZooWarning, stacklevel=2)
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # a read-only cache keeps it; the write below warns
                     path.unlink()
                 model = fresh()  # never train on top of weights a failed load may have touched
 
@@ -362,7 +410,13 @@ def get_or_train(
         model.eval()
         if zoo_mode == "off":
             return Trained(model, info, None, loaded=False)
-        save(model, path, {"genlib.zoo.format": str(FORMAT_VERSION), **expect, "config": to_json(config), "info": to_json(info)})
+        try:
+            save(model, path, {"genlib.zoo.format": str(FORMAT_VERSION), **expect, "config": to_json(config),
+                               "info": to_json(info)})
+        except (OSError, SafetensorError) as e:  # read-only, full, or no folder can be made there
+            warnings.warn(f"genlib.zoo: not cached: cannot write {path} ({e}); returning the trained model, "
+                          "which the next run trains again", ZooWarning, stacklevel=2)
+            return Trained(model, info, None, loaded=False)
         return Trained(model, info, path, loaded=False)
 
 
@@ -385,17 +439,29 @@ def clear(name: str | None = None) -> int:
     """Delete the cached files of model ``name`` (all models if ``None``); return how many.
 
     Only the zoo's own files (``*.safetensors`` and leftover ``*.tmp``) are removed, and then the
-    model folders if they are empty; nothing else in the cache folder is touched.
+    model folders if they are empty; nothing else in the cache folder is touched. A symbolic link
+    is never followed: a model folder or file that is a link loses the link, never what it points
+    to (a folder linked from elsewhere keeps its files). A directory named like a model file is
+    left alone.
     """
     root = cache_dir()
-    folders = [root / _check_name(name)] if name is not None else [p for p in root.glob("*") if p.is_dir()]
+    if name is not None:
+        folders = [root / _check_name(name)]
+    else:
+        folders = [p for p in root.glob("*") if p.is_dir() and _NAME_RE.match(p.name)]  # is_dir follows links
     count = 0
     for folder in folders:
+        if folder.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                folder.unlink()  # the link, not the folder it names
+            continue
         if not folder.is_dir():
             continue
         for f in list(folder.glob(f"*{SUFFIX}")) + list(folder.glob(".*.tmp")):
+            if f.is_dir() and not f.is_symlink():
+                continue
             with contextlib.suppress(FileNotFoundError):
-                f.unlink()
+                f.unlink()  # unlink never follows a link
                 count += f.name.endswith(SUFFIX)
         with contextlib.suppress(OSError):
             folder.rmdir()  # only succeeds when empty

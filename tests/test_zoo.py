@@ -1,18 +1,25 @@
-"""Tests of genlib.zoo: cache hits and misses, keys, integrity checks, atomic writes, switches."""
+"""Tests of genlib.zoo: cache hits and misses, keys, integrity checks, a cache that cannot be used,
+atomic writes, switches."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import inspect
+import json
 import os
 import pickle
+import subprocess
+import sys
+import tempfile
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from genlib import zoo
-from genlib.zoo import ZooWarning
+from genlib.zoo import ZooError, ZooWarning
 
 
 @dataclasses.dataclass
@@ -159,6 +166,11 @@ def _other_architecture_with_valid_metadata(width: int | None):
     return corrupt
 
 
+def _other_dtype(path):
+    meta = zoo.read_metadata(path)
+    zoo.save(build(Cfg()).double(), path, {k: v for k, v in meta.items() if k != "checksum"})
+
+
 def _metadata(field: str, value: str):
     def corrupt(path):
         meta = zoo.read_metadata(path)
@@ -176,11 +188,12 @@ def _metadata(field: str, value: str):
         (_flip_tensor_byte, "checksum mismatch"),
         (_other_architecture_with_valid_metadata(7), "shape mismatch"),
         (_other_architecture_with_valid_metadata(None), "does not match the model"),
+        (_other_dtype, "dtype mismatch"),
         (_metadata("name", "someone-else"), "metadata mismatch: name"),
         (_metadata("profile", "gpu"), "metadata mismatch: profile"),
         (_metadata("key", '{"config":{"width":99}}'), "metadata mismatch: key"),
     ],
-    ids=["garbage", "truncated", "checksum", "shape", "keys", "name", "profile", "config"],
+    ids=["garbage", "truncated", "checksum", "shape", "keys", "dtype", "name", "profile", "config"],
 )
 def test_a_bad_file_warns_and_retrains(corrupt, reason):
     trainer = Trainer()
@@ -195,6 +208,152 @@ def test_a_bad_file_warns_and_retrains(corrupt, reason):
     assert meta["name"] == "tiny"
     hit = zoo.get_or_train("tiny", build, never_train, Cfg())
     assert hit.loaded and same_weights(hit.model, good.model)
+
+
+def test_load_into_names_the_key_and_both_dtypes(tmp_path):
+    path = zoo.save(build(Cfg()).double(), tmp_path / "double.safetensors")
+    model = build(Cfg())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    want = r"dtype mismatch for 0\.weight: file has torch\.float64, model has torch\.float32"
+    with pytest.raises(ZooError, match=want):
+        zoo.load_into(model, path)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # left untouched
+
+
+# ----------------------------------------------------------------------------- a cache that cannot be used
+
+
+_GET_OR_TRAIN_SCRIPT = """
+import json
+from torch import nn
+from genlib import zoo
+
+calls = []
+try:
+    r = zoo.get_or_train("tiny", lambda cfg: nn.Linear(3, cfg["width"]), lambda m: calls.append(1), {"width": 4})
+    out = {"error": None, "loaded": r.loaded}
+except Exception as e:
+    out = {"error": type(e).__name__, "message": str(e)}
+print(json.dumps({**out, "calls": len(calls)}))
+"""
+
+
+def _get_or_train_in_a_subprocess(timeout: float = 60.0) -> dict:
+    """``get_or_train`` of a tiny model in a child process, which the timeout kills if it hangs.
+
+    Opening a FIFO for reading blocks until a writer comes, and safetensors holds the GIL while it
+    opens a file, so a thread with a join timeout would hang the suite with it."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _GET_OR_TRAIN_SCRIPT], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"get_or_train hung for {timeout:.0f} s on a non-regular file at the cache path")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("zoo_mode", ["on", "refresh"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink-to-fifo"])
+def test_a_non_regular_file_at_the_cache_path_is_an_error_before_training(kind, zoo_mode, tmp_path, monkeypatch):
+    path = zoo.path_for("tiny", {"width": 4})
+    path.parent.mkdir(parents=True)
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    monkeypatch.setenv("GENLIB_ZOO", zoo_mode)
+    got = _get_or_train_in_a_subprocess()
+    assert got["error"] == "ZooError", got
+    assert str(path) in got["message"] and "regular file" in got["message"] and "remove" in got["message"]
+    assert got["calls"] == 0  # refused before any training was spent
+    assert path.is_dir() if kind == "directory" else path.is_fifo()  # nothing deleted
+    monkeypatch.setenv("GENLIB_ZOO", "off")  # off never looks at the cache
+    assert zoo.get_or_train("tiny", lambda cfg: nn.Linear(3, cfg["width"]), Trainer(), {"width": 4}).path is None
+
+
+def test_an_unwritable_cache_warns_not_cached_and_returns_the_trained_model(tmp_path, monkeypatch):
+    # The cache path's parent is a regular file, so no folder can be made there; unlike chmod this
+    # stops writes for root too.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GENLIB_CACHE", str(blocker / "cache"))
+    trainer = Trainer()
+    with pytest.warns(ZooWarning, match="not cached") as record:
+        r = zoo.get_or_train("tiny", build, trainer, Cfg())
+    assert len(record) == 1 and str(blocker / "cache") in str(record[0].message)
+    assert trainer.calls == 1 and not r.loaded and r.path is None
+    assert r.info == {"acc": 0.75, "loss": [3.0, 2.0, 1.5]} and not r.model.training
+    assert not same_weights(r.model, build(Cfg()))  # the trained weights
+    assert blocker.read_text() == "not a folder"
+
+
+def _make_read_only(cache, monkeypatch) -> None:
+    """Every write under ``cache`` fails with EROFS from now on, as on a read-only mount.
+
+    Monkeypatched (os.unlink, os.replace, tempfile.mkstemp) because chmod does not stop root."""
+
+    def refuse(target) -> None:
+        if str(target).startswith(str(cache)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
+
+    real_unlink, real_replace, real_mkstemp = os.unlink, os.replace, tempfile.mkstemp
+
+    def unlink(path, *args, **kwargs):
+        refuse(path)
+        return real_unlink(path, *args, **kwargs)
+
+    def replace(src, dst, *args, **kwargs):
+        refuse(dst)
+        return real_replace(src, dst, *args, **kwargs)
+
+    def mkstemp(*args, **kwargs):
+        refuse(kwargs.get("dir"))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_a_read_only_cache_with_a_bad_file_warns_and_returns_the_trained_model(cache, monkeypatch):
+    trainer = Trainer()
+    good = zoo.get_or_train("tiny", build, trainer, Cfg())
+    _garbage(good.path)
+    garbage = good.path.read_bytes()
+    _make_read_only(cache, monkeypatch)
+    with pytest.warns(ZooWarning) as record:
+        again = zoo.get_or_train("tiny", build, trainer, Cfg())
+    messages = [str(w.message) for w in record]
+    assert any("discarding" in m and "unreadable" in m for m in messages)
+    assert sum("not cached" in m for m in messages) == 1
+    assert trainer.calls == 2 and not again.loaded and again.path is None
+    assert same_weights(again.model, good.model)  # retrained from the same seed
+    assert good.path.read_bytes() == garbage  # the read-only file is left as it was
+
+
+def test_a_read_only_cache_folder_warns_once_on_a_miss(cache, monkeypatch):
+    (cache / "tiny").mkdir(parents=True)
+    _make_read_only(cache, monkeypatch)
+    trainer = Trainer()
+    with pytest.warns(ZooWarning, match="not cached") as record:
+        r = zoo.get_or_train("tiny", build, trainer, Cfg())
+    assert len(record) == 1 and "Read-only file system" in str(record[0].message)
+    assert trainer.calls == 1 and r.path is None and not r.loaded
+    assert files_in(cache / "tiny") == []
+
+
+def test_a_write_error_inside_safetensors_warns_not_cached(cache, monkeypatch):
+    def disk_full(tensors, filename, metadata=None):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(zoo, "save_file", disk_full)
+    with pytest.warns(ZooWarning, match="not cached.*No space left") as record:
+        r = zoo.get_or_train("tiny", build, Trainer(), Cfg())
+    assert len(record) == 1 and r.path is None and not r.loaded
+    assert files_in(cache / "tiny") == []  # the temporary file is gone too
 
 
 def test_info_that_is_not_json_is_refused_before_anything_is_written(cache):
@@ -232,6 +391,32 @@ def test_a_failed_save_leaves_no_temp_file_and_keeps_the_old_file(cache, monkeyp
     assert files_in(cache / "tiny") == [good.path.name]
     assert good.path.read_bytes() == before
     assert files_in(cache / "fresh") == []
+
+
+def test_two_writers_of_one_file_use_distinct_temporary_files(cache, monkeypatch):
+    """Two processes sharing a cache may save the same model at once: each writes its own
+    temporary file (never one shared name) and renames it into place, so neither crashes and a
+    reader sees one whole file. The second writer is simulated inside the first one's write."""
+    path = cache / "tiny" / "ci-0000000000000000.safetensors"
+    first, second = build(Cfg(width=4)), build(Cfg(width=4))
+    with torch.no_grad():
+        second[0].weight.add_(1.0)
+    real_save_file, temps = zoo.save_file, []
+
+    def interleaved(tensors, filename, metadata=None):
+        temps.append(filename)
+        if len(temps) == 1:
+            zoo.save(second, path, {"writer": "second"})  # the other process, mid-write of the first
+            assert zoo.load_into(build(Cfg()), path)["writer"] == "second"
+        real_save_file(tensors, filename, metadata)
+
+    monkeypatch.setattr(zoo, "save_file", interleaved)
+    zoo.save(first, path, {"writer": "first"})
+    assert len(temps) == 2 and temps[0] != temps[1]
+    assert all(os.path.dirname(t) == str(path.parent) for t in temps)  # same folder: rename is atomic
+    loaded = build(Cfg())
+    assert zoo.load_into(loaded, path)["writer"] == "first" and same_weights(loaded, first)  # last rename wins
+    assert files_in(path.parent) == [path.name]
 
 
 def test_tied_weights_round_trip(tmp_path):
@@ -292,6 +477,27 @@ def test_list_and_clear(cache):
     assert zoo.clear("a") == 2 and [c.name for c in zoo.list_cached()] == ["b"]
     assert zoo.clear() == 1 and zoo.list_cached() == []
     assert (cache / "notes.txt").exists()
+
+
+def test_clear_never_follows_a_symlink_out_of_the_cache(cache, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "linked").mkdir(parents=True)
+    kept = [outside / "linked" / "ci-0123456789abcdef.safetensors", outside / "linked" / ".x.safetensors.1.tmp",
+            outside / "lone.safetensors"]
+    zoo.save(build(Cfg()), kept[0])
+    kept[1].write_text("a temp file of someone else's")
+    zoo.save(build(Cfg()), kept[2])
+    zoo.get_or_train("a", build, Trainer(), Cfg())
+    (cache / "linked").symlink_to(outside / "linked", target_is_directory=True)  # a model folder that is a link
+    (cache / "a" / "ci-fedcba9876543210.safetensors").symlink_to(kept[2])  # a model file that is a link
+    (cache / "a" / "not-a-file.safetensors").mkdir()  # a directory is not the zoo's to delete
+    assert zoo.clear("linked") == 0 and not (cache / "linked").is_symlink()  # the link goes, not its files
+    (cache / "linked").symlink_to(outside / "linked", target_is_directory=True)
+    assert zoo.clear() == 2  # a's file and the link to lone.safetensors
+    assert not (cache / "linked").is_symlink() and not (cache / "a" / "ci-fedcba9876543210.safetensors").is_symlink()
+    assert (cache / "a" / "not-a-file.safetensors").is_dir()
+    assert all(p.exists() for p in kept)
+    assert zoo.load_into(build(Cfg()), kept[0]) and zoo.load_into(build(Cfg()), kept[2])
 
 
 # ----------------------------------------------------------------------------- no pickle
