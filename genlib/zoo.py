@@ -421,10 +421,13 @@ def get_or_train(
 
 
 def list_cached() -> list[Cached]:
-    """Every model file in the cache, sorted by name then file name."""
+    """Every model file in the cache, sorted by name then file name (regular files only, in model
+    folders that are not links: what :func:`clear` would delete)."""
     root = cache_dir()
     out = []
     for path in sorted(root.glob(f"*/*{SUFFIX}")) if root.is_dir() else []:
+        if path.parent.is_symlink() or not path.is_file():  # a dangling link, a folder, a pipe
+            continue
         stem = path.name[: -len(SUFFIX)]
         prof, _, digest = stem.rpartition("-")
         try:

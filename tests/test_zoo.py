@@ -515,3 +515,18 @@ def test_nothing_uses_pickle(monkeypatch):
     assert again.loaded and same_weights(first.model, again.model)
     source = inspect.getsource(zoo)
     assert "import pickle" not in source and "torch.load(" not in source and "torch.save(" not in source
+
+
+def test_list_cached_skips_what_is_not_a_model_file(tmp_path, monkeypatch):
+    """A dangling link once crashed list_cached (``path.stat()``); a folder named like a model file
+    and a linked model folder are not the zoo's files either."""
+    import os
+
+    monkeypatch.setenv("GENLIB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "m").mkdir(parents=True)
+    os.symlink(tmp_path / "nowhere", tmp_path / "cache" / "m" / f"ci-0123456789abcdef{zoo.SUFFIX}")
+    (tmp_path / "cache" / "m" / f"ci-fedcba9876543210{zoo.SUFFIX}").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / f"ci-00112233445566aa{zoo.SUFFIX}").write_bytes(b"x")
+    os.symlink(tmp_path / "outside", tmp_path / "cache" / "linked")
+    assert zoo.list_cached() == []
