@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv book test test-fast notebooks lab clean
+.PHONY: venv book test test-fast test-other-cpu notebooks lab clean
 
 # Make the virtual environment once, and again whenever requirements.txt or pyproject.toml change.
 venv: $(STAMP)
@@ -24,6 +24,13 @@ book: venv
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=900
 test: venv
 	$(BIN)/python -m pytest tests chapters $(NBVAL)
+
+# The same tests with the numeric kernels an AMD EPYC (Zen 2/3, no AVX-512) gets: PyTorch's AVX2
+# kernels, MKL's and oneDNN's AVX2 code paths, OpenBLAS's Zen kernels for NumPy (the Triton
+# interpreter's tl.dot). Outputs that hold only on the build machine's own rounding fail here.
+OTHER_CPU := ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Zen
+test-other-cpu: venv
+	$(OTHER_CPU) $(BIN)/python -m pytest tests chapters $(NBVAL)
 
 # Unit tests only (no notebooks, no book build).
 test-fast: venv
