@@ -57,7 +57,7 @@ def check_options(clip_sample, guidance_scale) -> None:
         raise ValueError(f"clip_sample must be a positive finite number (x0 is clipped to [-c, c]) or None, "
                          f"got {clip_sample!r}")
     if not (_is_number(guidance_scale) and np.isfinite(guidance_scale)):
-        raise ValueError(f"guidance_scale must be a finite number (1 = no guidance), got {guidance_scale!r}")
+        raise ValueError(f"guidance_scale must be a finite number (a Python float; 1 = no guidance), got {guidance_scale!r}")
 
 
 def timesteps(T: int, num_steps: int, spacing: str = "leading") -> list[int]:

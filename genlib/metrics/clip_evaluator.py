@@ -61,7 +61,8 @@ class ClipEvaluatorConfig:
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
-    return [Conv2Plus1d(c_in, c_out, stride=2, mid_activation=True, layout=CHANNELS_FIRST), nn.GroupNorm(min(8, c_out // 4), c_out), nn.SiLU()]
+    return [Conv2Plus1d(c_in, c_out, stride=2, mid_activation=True, layout=CHANNELS_FIRST),
+            nn.GroupNorm(min(8, c_out // 4), c_out), nn.SiLU()]
 
 
 class ClipEvaluator(nn.Module):

@@ -187,8 +187,8 @@ def sample(model: nn.Module, n: int, *, sampler: str = "ddim", num_steps: int | 
                 out = ddpm_sample(net, schedule, (b, *shape), variance=variance, num_steps=num_steps,
                                   clip_sample=clip_sample, generator=g, record=record, **kw)
             else:
-                out = ddim_sample(net, schedule, (b, *shape), num_steps=min(50, len(schedule)) if num_steps is None else num_steps,
-                                  eta=eta, clip_sample=clip_sample, generator=g, record=record, **kw)
+                steps = min(50, len(schedule)) if num_steps is None else num_steps
+                out = ddim_sample(net, schedule, (b, *shape), num_steps=steps, eta=eta, clip_sample=clip_sample, generator=g, record=record, **kw)
             outs.append(out.sample.cpu())
             traj = out.trajectory
     finally:

@@ -205,6 +205,10 @@ def load_imagen(text_encoder: str = "minilm", image_size: int = 16, cfg: ImagenC
     cfg = cfg or ImagenConfig.preset(text_encoder, image_size, **overrides)
     if text_encoder == "minilm" and states is None:
         states = caption_states()
+    if text_encoder == "minilm" and not states.weights:
+        raise ValueError("load_imagen('minilm') needs caption states that name the encoder weights that made "
+                         "them (states.weights, as imagen.caption_states() and CaptionStates.build(FrozenMiniLM) "
+                         "set it): the trained model is cached under them")
     extra = {"text_states": states.weights} if states is not None and states.weights else None
     return zoo.get_or_train("imagen", lambda c: TextToImage(c, states), train_imagen, cfg, extra=extra).annotated()
 

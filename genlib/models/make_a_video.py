@@ -92,8 +92,9 @@ class Pseudo3dAttention(nn.Module):
 class InflatedUNet(nn.Module):
     """``forward(x: b t c h w, t: b, cond=None) -> b t c h w``: a video U-Net made from an image one.
 
-    Clips come and go frames first, as the data worlds give them (a ``b c t h w`` clip with as many
-    frames as channels would be misread, so only one layout is accepted). The clip's frames run
+    Clips come and go frames first, ``b t c h w``, the data worlds' layout and the only one it takes
+    (a shape check cannot catch a ``b c t h w`` clip with as many frames as channels: pass clips as
+    the worlds give them). The clip's frames run
     through the image U-Net's layers as a batch ``(b t) c h w`` (each frame gets its clip's timestep
     and label), with the pseudo-3D layers mixing frames in between.
     """
@@ -169,7 +170,7 @@ def refine_frames(model: nn.Module, schedule: NoiseSchedule, clips: torch.Tensor
     dev = config.module_device(model) if isinstance(model, nn.Module) else clips.device
     b = clips.shape[0]
     shape = (b, 1, *clips.shape[2:]) if shared_noise else clips.shape
-    noise = torch.randn(shape, generator=generator).expand_as(clips)
+    noise = torch.randn(shape, generator=generator).to(clips.device).expand_as(clips)  # drawn on the CPU
     T = len(schedule)
     t0 = max(1, min(T, round(strength * T))) - 1
     steps = timesteps(t0 + 1, num_steps, "trailing") + [-1]  # t0, ..., then the clean end
@@ -199,8 +200,8 @@ def interpolation_input(clips: torch.Tensor, known: torch.Tensor, fps: float | t
     b, t, c, h, w = clips.shape
     if known.shape != (t,) or known.dtype != torch.bool:
         raise ValueError(f"known must be a bool tensor of t={t} frames, got {known.dtype} {tuple(known.shape)}")
-    mask = repeat(known.to(clips.dtype), "t -> b t 1 h w", b=b, h=h, w=w)
-    fps = torch.as_tensor(fps, dtype=clips.dtype).expand(b)
+    mask = repeat(known.to(device=clips.device, dtype=clips.dtype), "t -> b t 1 h w", b=b, h=h, w=w)
+    fps = torch.as_tensor(fps, dtype=clips.dtype, device=clips.device).expand(b)
     return torch.cat([clips * mask, mask], dim=2), fps
 
 

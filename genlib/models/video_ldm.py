@@ -100,7 +100,8 @@ class TemporalMixer(nn.Module):
         if kind == "conv":
             self.temporal = TemporalConvBlock(channels, kernel_t, kernel, groups)
         elif kind == "attention":
-            self.temporal = TemporalAttention(channels, heads, zero_init=True, layout=CHANNELS_FIRST)  # (b h w) t c, identity at init
+            # (b h w) t c, the identity at initialisation
+            self.temporal = TemporalAttention(channels, heads, zero_init=True, layout=CHANNELS_FIRST)
         else:
             raise ValueError(f"temporal layer kind must be 'conv' or 'attention', got {kind!r}")
         if not 0.0 < alpha_init < 1.0:

@@ -32,7 +32,7 @@ from torch import nn
 from genlib import config
 
 
-def _check_timesteps(t: torch.Tensor | float | int, dim: int) -> torch.Tensor:
+def _embedding_input(t: torch.Tensor | float | int, dim: int) -> torch.Tensor:
     if dim < 2 or dim % 2:
         raise ValueError(f"timestep embedding dim must be an even number >= 2, got {dim}")
     t = torch.as_tensor(t)
@@ -48,7 +48,7 @@ def _check_timesteps(t: torch.Tensor | float | int, dim: int) -> torch.Tensor:
 def timestep_embedding(t: torch.Tensor | float | int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Eq. 15 in the pinned convention: ``b -> b dim`` as ``[cos(t f) | sin(t f)]``, ``f_i =
     max_period^(-i / (dim / 2))``. A scalar ``t`` gives ``1 dim``."""
-    t = _check_timesteps(t, dim)
+    t = _embedding_input(t, dim)
     half = dim // 2
     # freq_i = max_period^(-i / half): from 1 (fast, changes every step) down to ~1/max_period (slow)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
@@ -59,7 +59,7 @@ def timestep_embedding(t: torch.Tensor | float | int, dim: int, max_period: floa
 def ddpm_timestep_embedding(t: torch.Tensor | float | int, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """The *other* common convention, for comparison only: ``[sin(t f) | cos(t f)]`` with
     ``f_i = max_period^(-i / (dim/2 - 1))`` (the original DDPM code). Not used by genlib's models."""
-    t = _check_timesteps(t, dim)
+    t = _embedding_input(t, dim)
     half = dim // 2
     if half < 2:
         raise ValueError(f"the DDPM convention divides by dim/2 - 1 and needs dim >= 4, got {dim}")
@@ -96,10 +96,12 @@ def check_timesteps(t, who: str, num_timesteps: int | None = None) -> torch.Tens
     back (that would wait for the GPU once per forward): genlib's samplers and losses check their
     timesteps on the CPU before they move them.
     """
-    if not isinstance(t, (torch.Tensor, np.ndarray, np.number, int, float)) or isinstance(t, (bool, np.bool_)):
+    if not isinstance(t, (torch.Tensor, np.ndarray, np.number, int, float, list, tuple)) or isinstance(t, (bool, np.bool_)):
         raise ValueError(f"{who}: timesteps t must be numbers (an int, a float or a tensor of layout b), "
                          f"got {type(t).__name__} {t!r}")
     t = torch.as_tensor(t)
+    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):  # no min/max kernels for these: as int64
+        t = t.long()
     if t.dtype == torch.bool or t.is_complex():
         raise ValueError(f"{who}: timesteps t must be numbers (integers or floats), got dtype {t.dtype}")
     if t.device.type == "cpu" and t.numel():

@@ -147,7 +147,8 @@ class VectorQuantizer(nn.Module):
                              f"but the codebook holds codes of dimension {self.code_dim}")
         if not z.is_floating_point():
             raise ValueError(f"VectorQuantizer expects floating-point input, got {z.dtype}")
-        config.check_finite(z.detach(), "VectorQuantizer input")  # NaN is no distance from any code
+        if z.device.type == "cpu":  # free here; on a GPU a wait per training step (a NaN loss stops fit)
+            config.check_finite(z.detach(), "VectorQuantizer input")  # NaN is no distance from any code
         if z.ndim == 4:
             return rearrange(z, "b c h w -> (b h w) c"), layout
         if z.ndim == 5:
@@ -173,6 +174,8 @@ class VectorQuantizer(nn.Module):
     def codes_for(self, z: torch.Tensor) -> torch.Tensor:
         """Indices of the nearest codes (eq. 7) for ``z`` in any accepted layout."""
         flat, _ = self._flatten(z)
+        if flat.device.type != "cpu":  # one wait per call on a GPU (_flatten checked CPU input)
+            config.check_finite(flat.detach(), "VectorQuantizer input")
         return nearest_code(flat, self.codebook).reshape(self._index_shape(z))
 
     def embed(self, indices: torch.Tensor, layout: str = "b c h w") -> torch.Tensor:

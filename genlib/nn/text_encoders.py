@@ -181,8 +181,8 @@ def load_minilm():
         raise _install_error(e) from e
     if not (folder / "model.safetensors").is_file():
         pickles = sorted(f.name for f in folder.glob("*.bin"))
-        raise RuntimeError(f"{where} has no model.safetensors" + (
-            f" (only {', '.join(pickles)}: pickle files can run code when loaded and are never read)" if pickles else ""))
+        why = f" (only {', '.join(pickles)}: pickle files can run code when loaded and are never read)" if pickles else ""
+        raise RuntimeError(f"{where} has no model.safetensors{why}")
     weights_hash = minilm_weights_hash(folder)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local_files_only already keeps it offline; belt and braces
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the stored notebook outputs
@@ -295,7 +295,7 @@ class CaptionStates:
         """Encode every caption of ``texts`` once with ``encoder`` (in batches; CPU float32 rows)."""
         texts = list(dict.fromkeys(texts))
         rows = [encoder(texts[i : i + batch_size])[0].float().cpu() for i in range(0, len(texts), batch_size)]
-        return cls(texts, torch.cat(rows))
+        return cls(texts, torch.cat(rows), weights=getattr(encoder, "weights_hash", None))
 
     @property
     def dim(self) -> int:

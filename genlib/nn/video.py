@@ -45,7 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from genlib.nn.attention import MultiHeadAttention
 from genlib.nn.embeddings import timestep_embedding
 
-CHANNELS_FIRST = LAYOUT = "b c t h w"
+CHANNELS_FIRST = "b c t h w"
 FRAMES_FIRST = "b t c h w"
 LAYOUTS = (CHANNELS_FIRST, FRAMES_FIRST)
 

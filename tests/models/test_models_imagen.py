@@ -144,6 +144,18 @@ def test_the_trained_model_is_keyed_on_the_encoder_weights_of_its_states(monkeyp
     monkeypatch.setattr(zoo, "get_or_train", lambda name, build, train, cfg, **kw: seen.append(kw.get("extra")) or
                         type("T", (), {"annotated": lambda self: None})())
     texts = imagen.caption_texts()
-    for weights in ("aaaa", "bbbb", None):
+    for weights in ("aaaa", "bbbb"):
         imagen.load_imagen("minilm", 16, states=CaptionStates(texts, torch.zeros(len(texts), 2, 3), weights=weights))
-    assert seen == [{"text_states": "aaaa"}, {"text_states": "bbbb"}, None]
+    assert seen == [{"text_states": "aaaa"}, {"text_states": "bbbb"}]
+    with pytest.raises(ValueError, match="name the encoder weights"):
+        imagen.load_imagen("minilm", 16, states=CaptionStates(texts, torch.zeros(len(texts), 2, 3)))
+
+
+def test_states_built_with_an_encoder_carry_its_weights_hash():
+    class Encoder:
+        weights_hash = "cafe"
+
+        def __call__(self, texts):
+            return torch.ones(len(texts), 2, 3), None
+
+    assert CaptionStates.build(Encoder(), ["a", "b"]).weights == "cafe"

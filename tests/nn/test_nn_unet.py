@@ -130,6 +130,8 @@ def test_timesteps_of_the_wrong_type_or_sign_are_errors():
     # numpy integers and arrays are timesteps like any other
     torch.testing.assert_close(model(x, np.int64(5)), model(x, torch.tensor([5, 5])))
     torch.testing.assert_close(model(x, np.array([5, 7])), model(x, torch.tensor([5, 7])))
+    torch.testing.assert_close(model(x, np.array([5, 7], dtype=np.uint64)), model(x, torch.tensor([5, 7])))
+    torch.testing.assert_close(model(x, [5, 7]), model(x, torch.tensor([5, 7])))
 
 
 @pytest.mark.parametrize("groups", [0, -4])
