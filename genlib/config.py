@@ -18,9 +18,12 @@ never from a literal in a notebook cell.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from typing import TypeVar
+import tempfile
+from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -78,6 +81,28 @@ def check_range(x: torch.Tensor, low: int, high: int, message: str) -> None:
     lo, hi = torch.stack(torch.aminmax(x)).tolist()
     if lo < low or hi > high:
         raise ValueError(f"{message}, got values in [{lo}, {hi}]")
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Make ``path`` with ``write(tmp)``, through a temporary file of this writer's own in the same
+    folder that is fsynced and moved into place in one step: readers see the old file or the new
+    one, never half of one, and two writers never share a temporary file. On any failure the
+    temporary file is removed and the exception propagates. The file is readable by all (0644)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache or a record shared by a class should be readable
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import secrets
 import warnings
 from pathlib import Path
 
@@ -87,23 +86,6 @@ def _encode_cell(value, path: Path, i: int, column: str):
                     f"None, bool, int, float or str (e.g. float(x) for a tensor or NumPy number)")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file of this writer's own in the same folder,
-    moved into place in one step: readers see the old file or the new one, never half of one,
-    and two writers of one record never share a temp file. The temp file goes on any failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:  # "x": a fresh file, with the usual permissions
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def record(chapter: str, name: str, columns: list[str], rows: list[list], note: str = "") -> Path | None:
     """Save a table when ``GENLIB_RECORD=1``; otherwise do nothing and return ``None``."""
     if not recording():
@@ -125,7 +107,8 @@ def record(chapter: str, name: str, columns: list[str], rows: list[list], note: 
         "rows": [[_encode_cell(v, path, i, c) for v, c in zip(r, columns)] for i, r in enumerate(rows)],
         "note": note,
     }
-    _write_atomically(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    config.write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
 

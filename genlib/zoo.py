@@ -50,7 +50,6 @@ import os
 import random
 import re
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -214,8 +213,6 @@ def save(
     """
     import genlib  # the package root, for its version; imported here to keep import order free
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = _state_tensors(model)
     meta = {k: v if isinstance(v, str) else to_json(v) for k, v in (metadata or {}).items()}
     meta.update(
@@ -224,19 +221,7 @@ def save(
         torch_version=torch.__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, meta)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache shared by a class should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return path
+    return _config.write_atomically(path, lambda tmp: save_file(tensors, tmp, meta))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -39,6 +39,21 @@ def test_stored_notebook_is_executed(md):
     assert not any(o.output_type == "error" for c in code for o in c.outputs), f"{md.name}: stored notebook holds an error"
 
 
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_stored_outputs_load_nothing_from_the_network(md):
+    """The book reads offline: no stored output may make the browser fetch a page resource
+    (a script, stylesheet, image or frame) from http(s)."""
+    import re
+
+    import nbformat
+
+    remote = re.compile(r"""<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*["']?https?://[^"'\s>]*""", re.I)
+    nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+    found = {m.group(0) for c in nb.cells if c.cell_type == "code" for o in c.outputs
+             for v in o.get("data", {}).values() if isinstance(v, str) for m in remote.finditer(v)}
+    assert not found, f"{md.name}: stored outputs load {sorted(found)}; re-run `make notebooks`"
+
+
 @pytest.mark.slow
 def test_book_builds_with_warnings_as_errors(tmp_path):
     """The README's book command, in the `ci` profile: every chapter executes, no warning."""

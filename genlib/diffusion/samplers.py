@@ -31,6 +31,7 @@ Spacings of ``n`` steps among ``T`` (diffusers' ``timestep_spacing``):
 from __future__ import annotations
 
 import dataclasses
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -46,18 +47,18 @@ SPACINGS = ("leading", "trailing", "linspace")
 VARIANCES = ("fixed_small", "fixed_large")
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
 def check_options(clip_sample, guidance_scale) -> None:
     """``clip_sample`` is ``None`` or a positive finite number (x0 is clipped to ``[-c, c]``: with
     ``c <= 0`` every pixel would become ``c``); ``guidance_scale`` is a finite number."""
-    if clip_sample is not None and not (_is_number(clip_sample) and 0 < clip_sample < float("inf")):
+    def number(x) -> bool:  # Python and NumPy ints and floats, not bools
+        return isinstance(x, Real) and not isinstance(x, (bool, np.bool_))
+
+    if clip_sample is not None and not (number(clip_sample) and 0 < clip_sample < float("inf")):
         raise ValueError(f"clip_sample must be a positive finite number (x0 is clipped to [-c, c]) or None, "
                          f"got {clip_sample!r}")
-    if not (_is_number(guidance_scale) and np.isfinite(guidance_scale)):
-        raise ValueError(f"guidance_scale must be a finite number (a Python float; 1 = no guidance), got {guidance_scale!r}")
+    if not (number(guidance_scale) and np.isfinite(guidance_scale)):
+        raise ValueError(f"guidance_scale must be a finite number (a Python float; 1 = no guidance), "
+                         f"got {guidance_scale!r}")
 
 
 def timesteps(T: int, num_steps: int, spacing: str = "leading") -> list[int]:
@@ -173,7 +174,6 @@ def _run(model, schedule: NoiseSchedule, shape, *, x_T, steps: list[int], sigma_
          prediction_type, cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max,
          generator, device, record) -> SampleOutput:
     check_prediction_type(prediction_type)
-    check_options(clip_sample, guidance_scale)
     if x_T is None:
         if shape is None:
             raise ValueError("pass shape (b ...) or x_T")

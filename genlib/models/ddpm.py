@@ -188,7 +188,8 @@ def sample(model: nn.Module, n: int, *, sampler: str = "ddim", num_steps: int | 
                                   clip_sample=clip_sample, generator=g, record=record, **kw)
             else:
                 steps = min(50, len(schedule)) if num_steps is None else num_steps
-                out = ddim_sample(net, schedule, (b, *shape), num_steps=steps, eta=eta, clip_sample=clip_sample, generator=g, record=record, **kw)
+                out = ddim_sample(net, schedule, (b, *shape), num_steps=steps, eta=eta, clip_sample=clip_sample,
+                                  generator=g, record=record, **kw)
             outs.append(out.sample.cpu())
             traj = out.trajectory
     finally:

@@ -209,7 +209,7 @@ def load_imagen(text_encoder: str = "minilm", image_size: int = 16, cfg: ImagenC
         raise ValueError("load_imagen('minilm') needs caption states that name the encoder weights that made "
                          "them (states.weights, as imagen.caption_states() and CaptionStates.build(FrozenMiniLM) "
                          "set it): the trained model is cached under them")
-    extra = {"text_states": states.weights} if states is not None and states.weights else None
+    extra = {"text_states": states.weights} if text_encoder == "minilm" else None
     return zoo.get_or_train("imagen", lambda c: TextToImage(c, states), train_imagen, cfg, extra=extra).annotated()
 
 

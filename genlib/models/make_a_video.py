@@ -94,9 +94,9 @@ class InflatedUNet(nn.Module):
 
     Clips come and go frames first, ``b t c h w``, the data worlds' layout and the only one it takes
     (a shape check cannot catch a ``b c t h w`` clip with as many frames as channels: pass clips as
-    the worlds give them). The clip's frames run
-    through the image U-Net's layers as a batch ``(b t) c h w`` (each frame gets its clip's timestep
-    and label), with the pseudo-3D layers mixing frames in between.
+    the worlds give them). The clip's frames run through the image U-Net's layers as a batch
+    ``(b t) c h w`` (each frame gets its clip's timestep and label), with the pseudo-3D layers
+    mixing frames in between.
     """
 
     def __init__(self, unet: UNet, kernel_t: int = 3, heads: int = 4):

@@ -96,7 +96,8 @@ def check_timesteps(t, who: str, num_timesteps: int | None = None) -> torch.Tens
     back (that would wait for the GPU once per forward): genlib's samplers and losses check their
     timesteps on the CPU before they move them.
     """
-    if not isinstance(t, (torch.Tensor, np.ndarray, np.number, int, float, list, tuple)) or isinstance(t, (bool, np.bool_)):
+    numbers = (torch.Tensor, np.ndarray, np.number, int, float, list, tuple)
+    if not isinstance(t, numbers) or isinstance(t, (bool, np.bool_)):
         raise ValueError(f"{who}: timesteps t must be numbers (an int, a float or a tensor of layout b), "
                          f"got {type(t).__name__} {t!r}")
     t = torch.as_tensor(t)

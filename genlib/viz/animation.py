@@ -43,18 +43,22 @@ def _next_id() -> str:
 
 _UUID = re.compile(r'_anim_img([0-9a-f]{32})"')
 _PAYLOAD = re.compile(r"(data:image/\w+;base64,)([^\"]*)")
+# matplotlib's player links font-awesome from a CDN for its button icons; the book's theme (and
+# JupyterLab) ship the icons, and a page must never wait on the network to render.
+_REMOTE_LINK = re.compile(r"<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*>\s*")
 
 
 def deterministic_jshtml(raw: str, html_id: str | None = None) -> str:
     """Replace matplotlib's random player id in ``raw`` (``to_jshtml`` output) by ``html_id``
-    (default: the next ``genlib<n>``) and put each base64 frame on one line."""
+    (default: the next ``genlib<n>``), put each base64 frame on one line and drop the stylesheet
+    link to a CDN (the page stays offline)."""
     found = _UUID.search(raw)
     if found is None:
         raise RuntimeError("matplotlib's jshtml changed: no _anim_img<uuid> element found")
     html_id = html_id or _next_id()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", html_id):
         raise ValueError(f"html_id must be a JavaScript identifier, got {html_id!r}")
-    out = raw.replace(found.group(1), html_id)
+    out = _REMOTE_LINK.sub("", raw.replace(found.group(1), html_id))
     return _PAYLOAD.sub(lambda m: m.group(1) + m.group(2).replace("\\\n", ""), out)
 
 

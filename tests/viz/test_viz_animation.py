@@ -29,6 +29,14 @@ def test_same_input_same_html():
     assert "animgenlib0" in a and "_anim_imggenlib0" in a
 
 
+def test_the_player_loads_nothing_from_the_network():
+    """matplotlib's jshtml links a font-awesome stylesheet on a CDN: a page that waits on it (a
+    network that accepts and never answers) showed raw TeX for seconds."""
+    html = animate(torch.rand(2, 3, 8, 8)).data
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", html)
+    assert "<script" in html and "fa fa-" in html  # the player and its icon classes are still there
+
+
 def test_ids_count_up_and_only_payloads_differ():
     reset_html_ids(5)
     x = torch.rand(2, 1, 8, 8)
