@@ -15,9 +15,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Build the rendered book into _build/html (executes every chapter in the active profile).
+# Build the rendered book into _build/html (executes every chapter in the active profile), then
+# print one line: the build's verdicts (the chapters save them in _build/verdicts; a failed
+# invariant stops its page and so the build before this line).
 book: venv
+	$(BIN)/python -m genlib.verdicts --clear
 	GENLIB_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python -m genlib.verdicts
 
 # Every test: genlib unit tests, kernel tests, nbval on the stored notebooks, the pairing check
 # and a full book build with warnings as errors, all in the `ci` profile with a cold model cache.

@@ -8,7 +8,8 @@ Needs neither Jupyter nor IPython (the GPU machine has neither): the code cells 
 ``GENLIB_PROFILE``, ``GENLIB_STATIC=1`` and a fresh ``GENLIB_CACHE`` (pass ``--cache DIR`` to share
 one between chapters, as a reader's machine does). Prints the time of each cell that took more
 than a second, the chapter's total against its profile's budget (BOOK: ci 90 s, cpu 5 min,
-gpu 3 min on one H100), and every ``PASS``/``FAIL`` check line. ``--record`` sets
+gpu 3 min on one H100), every invariant's ``PASS`` line and every ``VERDICT`` line; a failed
+invariant (``genlib.viz.InvariantError``) stops its chapter with a non-zero exit. ``--record`` sets
 ``GENLIB_RECORD=1`` so the chapter writes its reproduction tables to ``chapters/records/``;
 ``--out`` copies the records this run wrote there as well, with each chapter's full printed output.
 """
@@ -85,11 +86,11 @@ def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | Non
     env["GENLIB_CACHE"] = cache or tempfile.mkdtemp(prefix="genlib-cold-cache-")
     if record:
         env["GENLIB_RECORD"] = "1"
-    before = {p: p.stat().st_mtime for p in (CHAPTERS / "records").glob("*.json")}
+    before = {p: p.stat().st_mtime for p in (CHAPTERS / "records").rglob("*.json")}  # verdicts/ too
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, "--_child", str(md)], env=env, cwd=md.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    cells, checks, log = [], [], []
+    cells, checks, verdicts, log = [], [], [], []
     for line in proc.stdout:
         if line.startswith("@@cell "):
             cell = json.loads(line[7:])
@@ -98,26 +99,28 @@ def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | Non
                 print(f"  cell {cell['cell']:>2}: {cell['s']:7.1f} s  {cell['line']}", flush=True)
             continue
         log.append(line)
-        if line.startswith(("PASS:", "FAIL:")):
-            checks.append(line.rstrip())
+        if line.startswith(("PASS:", "FAIL:", "VERDICT")):
+            (verdicts if line.startswith("VERDICT") else checks).append(line.rstrip())
             print("  " + line.rstrip(), flush=True)
         elif "Error" in line or "Traceback" in line or line.startswith(("  File", "    ")):
             print("  ! " + line.rstrip(), flush=True)
     rc = proc.wait()
     total = time.perf_counter() - start
-    written = [p for p in (CHAPTERS / "records").glob("*.json") if before.get(p) != p.stat().st_mtime]
+    written = [p for p in (CHAPTERS / "records").rglob("*.json") if before.get(p) != p.stat().st_mtime]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{md.stem}--{profile}.log").write_text("".join(log))
-        for p in written:
-            shutil.copy2(p, out / p.name)
+        for p in written:  # a verdict keeps its folder: out/verdicts/<chapter>--<key>--<profile>.json
+            dest = out / p.relative_to(CHAPTERS / "records")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, dest)
     budget = BUDGET_S.get(profile)
     verdict = "" if budget is None else f" (budget {budget} s: {'within' if total <= budget else 'OVER'})"
-    print(f"{md.stem} [{profile}]: rc={rc}, {total:.0f} s{verdict}, {len(checks)} checks, "
-          f"{sum(c.startswith('FAIL') for c in checks)} FAIL, records written: {[p.name for p in written]}",
-          flush=True)
+    failed = "" if rc == 0 else ", STOPPED (a failed invariant or an error: see the lines marked !)"
+    print(f"{md.stem} [{profile}]: rc={rc}, {total:.0f} s{verdict}, {len(checks)} invariants held{failed}, "
+          f"{len(verdicts)} verdicts, records written: {[str(p.relative_to(CHAPTERS / 'records')) for p in written]}", flush=True)
     return {"chapter": md.stem, "profile": profile, "rc": rc, "seconds": round(total, 1), "cells": cells,
-            "checks": checks, "records": [p.name for p in written]}
+            "checks": checks, "verdicts": verdicts, "records": [str(p.relative_to(CHAPTERS / "records")) for p in written]}
 
 
 def main(argv: list[str]) -> int:
@@ -134,7 +137,7 @@ def main(argv: list[str]) -> int:
     results = [run(find_chapter(c), args.profile, args.cache, args.record, args.out) for c in args.chapters]
     if args.out is not None:
         (args.out / f"chapter-times-{args.profile}.json").write_text(json.dumps(results, indent=1))
-    return max((r["rc"] != 0) or any(c.startswith("FAIL") for c in r["checks"]) for r in results)
+    return max(r["rc"] != 0 for r in results)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,25 @@ def frechet_distance_features(features_x: torch.Tensor, features_g: torch.Tensor
             f"expected features 'n d' and 'm d' with the same d, got {tuple(features_x.shape)} and {tuple(features_g.shape)}"
         )
     return frechet_distance(*gaussian_stats(features_x), *gaussian_stats(features_g))
+
+
+def bootstrap_gap(real: torch.Tensor, better: torch.Tensor, worse: torch.Tensor, *, rounds: int = 100,
+                  seed: int = 0) -> tuple[float, float]:
+    """How much closer ``better`` is to ``real`` than ``worse``: ``d^2(real, worse) - d^2(real,
+    better)`` on features ``n d``, and its standard error over ``rounds`` bootstrap resamples (each
+    set drawn again with replacement, independently). Positive when ``better`` is closer; the pair
+    is what :func:`genlib.verdicts.verdict` takes as effect and SE."""
+    for name, f in (("real", real), ("better", better), ("worse", worse)):
+        if f.ndim != 2 or f.shape[0] < 2 or f.shape[1] != real.shape[-1]:
+            raise ValueError(f"{name} features must be 'n d' with n >= 2 and d = {real.shape[-1]}, got {tuple(f.shape)}")
+    if rounds < 2:
+        raise ValueError(f"rounds must be at least 2 for a standard error, got {rounds}")
+    sets = [f.detach().to("cpu", torch.float64) for f in (real, better, worse)]
+    gen = torch.Generator().manual_seed(seed)
+
+    def gap(r, b, w) -> float:
+        stats = gaussian_stats(r)
+        return frechet_distance(*stats, *gaussian_stats(w)) - frechet_distance(*stats, *gaussian_stats(b))
+
+    draws = [gap(*(f[torch.randint(len(f), (len(f),), generator=gen)] for f in sets)) for _ in range(rounds)]
+    return gap(*sets), float(torch.tensor(draws, dtype=torch.float64).std())

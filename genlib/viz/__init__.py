@@ -13,7 +13,7 @@ in ``value_range`` (default ``(-1, 1)``); torch tensors and NumPy arrays are bot
 :func:`show_source`    a genlib function's source shown in the page
 :func:`table`          a results table as HTML and as aligned text
 :func:`titled`         a title ending in ``(profile=..., seed=...)``
-:func:`check`          a claim printed as ``PASS: ...`` or ``FAIL: ...``
+:func:`check`          an invariant: ``PASS: ...`` printed, or the page stops
 =====================  ===================================================================
 
 Helpers return what the cell should show (a Figure, an HTML player, a widget, a table): make the
@@ -21,7 +21,7 @@ call the cell's last expression. Figures are created closed, so Jupyter never sh
 """
 
 from genlib.viz.animation import animate, reset_html_ids
-from genlib.viz.checks import check
+from genlib.viz.checks import InvariantError, check
 from genlib.viz.curves import ema, plot_curves
 from genlib.viz.explore import explore
 from genlib.viz.grid import image_grid, video_strip
@@ -30,6 +30,7 @@ from genlib.viz.style import caption_tag, format_number, new_figure, titled
 from genlib.viz.tables import Table, table
 
 __all__ = [
+    "InvariantError",
     "Source",
     "Table",
     "animate",
