@@ -11,7 +11,8 @@
 # `gpu` profile with GENLIB_RECORD=1, each from a cold model cache (default: every chapter with a
 # reproduction table; 07 near the end: it took over 5.5 minutes on the H200, see RESULTS.md). KTIME / TTIME / CTIME: per-part time limits in seconds. Results, packed in
 # $OUT/gpu-session.tgz: kernels.json + kernels.txt for benchmarks/results/, train-step.json, the
-# chapter records (*--gpu.json) for chapters/records/, per-cell chapter times, and gpu.txt naming
+# chapter records (*--gpu.json) for chapters/records/ and their verdicts (verdicts/*--gpu.json) for
+# chapters/records/verdicts/, per-cell chapter times, and gpu.txt naming
 # card and versions. One device call runs at most 10 minutes and a session has 15 minutes of device
 # time; the machine goes back 30 s after a call, so plan one call a session: the kernels take about
 # 2.5 minutes, the training step 0.5, a chapter up to 3 (its budget; chapter 07 took over 5.5 on
@@ -57,7 +58,7 @@ for part in $PARTS; do
         timeout "${CTIME:-240}" python3 benchmarks/run_chapter.py "$ch" --profile gpu --record --out "$WORK" \
           > "$WORK/chapter-$ch.txt" 2>&1
         echo "chapter $ch rc=$?" >> "$WORK/chapter-$ch.txt"
-        grep -E "^\S.*\[gpu\]|FAIL|rc=" "$WORK/chapter-$ch.txt"
+        grep -E "^\S.*\[gpu\]|FAIL|VERDICT|rc=" "$WORK/chapter-$ch.txt"
         cp "$WORK"/chapter-times-gpu.json "$WORK/chapter-times-$ch.json" 2>/dev/null
         pack
       done ;;

@@ -69,3 +69,20 @@ def test_book_builds_with_warnings_as_errors(tmp_path):
         assert page.exists(), f"{page} was not built"
         assert "<img" in page.read_text(), f"{page.name} has no figure"
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax was not copied for offline reading"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_ci_outputs_give_no_verdict(md):
+    """The stored outputs come from the `ci` profile, whose models train for seconds: nothing they
+    print may call a claim reproduced or not. Verdicts go through genlib.verdicts.verdict, which
+    says "code path only" in ci."""
+    import re
+
+    import nbformat
+
+    word = re.compile(r"\b(not reproduced|reproduced|inconclusive)\b", re.I)
+    nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+    printed = [line for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if o.output_type == "stream" for line in o.text.splitlines()]
+    bad = [line for line in printed if word.search(line) and not line.startswith("VERDICT (ci): code path only")]
+    assert not bad, f"{md.name}: ci outputs print a verdict by hand: {bad[:3]}; use genlib.verdicts.verdict"
