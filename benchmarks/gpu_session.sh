@@ -8,11 +8,13 @@
 # with --cuda-graph (GPU time; the launched time is recorded beside it), as the H200 run of
 # 2026-11-27 showed small kernels waiting on the host; `trainstep` is benchmarks/train_step.py
 # (where chapter 07's 70 ms training step goes; about 30 s). CHAPTERS: the chapters to run in the
-# `gpu` profile with GENLIB_RECORD=1, each from a cold model cache (default: every chapter with a
-# reproduction table; 07 near the end: it took over 5.5 minutes on the H200, see RESULTS.md). KTIME / TTIME / CTIME: per-part time limits in seconds. Results, packed in
-# $OUT/gpu-session.tgz: kernels.json + kernels.txt for benchmarks/results/, train-step.json, the
-# chapter records (*--gpu.json) for chapters/records/ and their verdicts (verdicts/*--gpu.json) for
-# chapters/records/verdicts/, per-cell chapter times, and gpu.txt naming
+# `gpu` profile with GENLIB_RECORD=1, JOBS (default 4) side by side sharing one model cache that
+# starts empty (default: every chapter with a reproduction table, the ones whose models others
+# reuse first: 07's DDPM serves D and 14). KTIME / TTIME / CTIME: per-part time limits in seconds.
+# Results, packed in $OUT/gpu-session.tgz: kernels.json + kernels.txt for benchmarks/results/,
+# train-step.json, the chapter records (*--gpu.json) for chapters/records/ and their verdicts
+# (verdicts/*--gpu.json) for chapters/records/verdicts/, per-cell chapter times
+# (chapter-times-gpu.json, with the wall time of the whole part), and gpu.txt naming the
 # card and versions. One device call runs at most 10 minutes and a session has 15 minutes of device
 # time; the machine goes back 30 s after a call, so plan one call a session: the kernels take about
 # 2.5 minutes, the training step 0.5, a chapter up to 3 (its budget; chapter 07 took over 5.5 on
@@ -34,7 +36,7 @@ pack() { tar -czf "$OUT/gpu-session.tgz.part" -C "$WORK" . && mv "$OUT/gpu-sessi
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 [ -d .minilm ] && export GENLIB_MINILM_DIR=$PWD/.minilm  # chapter 09's encoder, if carried
 PARTS=${PARTS:-"kernels trainstep chapters"}
-CHAPTERS=${CHAPTERS:-"06 05 10 11 12 appD 14 08 13 appC 03 04 07 09"}
+CHAPTERS=${CHAPTERS:-"07 08 06 05 10 11 12 appD 14 13 appC 03 04 09"}
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
@@ -54,14 +56,14 @@ for part in $PARTS; do
     trainstep)
       timeout "${TTIME:-90}" python3 benchmarks/train_step.py --out "$WORK/train-step.json" 2>&1 | tee "$WORK/train-step.txt" ;;
     chapters)
-      for ch in $CHAPTERS; do
-        timeout "${CTIME:-240}" python3 benchmarks/run_chapter.py "$ch" --profile gpu --record --out "$WORK" \
-          > "$WORK/chapter-$ch.txt" 2>&1
-        echo "chapter $ch rc=$?" >> "$WORK/chapter-$ch.txt"
-        grep -E "^\S.*\[gpu\]|FAIL|VERDICT|rc=" "$WORK/chapter-$ch.txt"
-        cp "$WORK"/chapter-times-gpu.json "$WORK/chapter-times-$ch.json" 2>/dev/null
-        pack
-      done ;;
+      # Side by side, JOBS at a time (small models leave the GPU mostly idle), sharing one model
+      # cache: a model two chapters want is trained by the first and loaded by the other
+      # (genlib.zoo_lock), so the chapters whose models others reuse come first in CHAPTERS.
+      CACHE=$(mktemp -d)  # outside $WORK: models are not packed
+      timeout "${CTIME:-540}" python3 benchmarks/run_chapter.py $CHAPTERS --profile gpu --record \
+        --jobs "${JOBS:-4}" --cache "$CACHE" --out "$WORK" > "$WORK/chapters.txt" 2>&1
+      echo "chapters rc=$?" >> "$WORK/chapters.txt"
+      grep -E "^\S.*\[gpu\]|FAIL|VERDICT|rc=|at a time" "$WORK/chapters.txt" ;;
     *) echo "unknown part $part (expected kernels, trainstep, chapters)"; exit 2 ;;
   esac
   echo "part $part took $(( $(date +%s) - start )) s"

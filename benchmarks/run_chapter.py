@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,12 @@ def _child(md: Path) -> None:
         print("@@cell " + json.dumps({"cell": i, "s": time.perf_counter() - start, "line": first[:70]}), flush=True)
 
 
-def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | None) -> dict:
+def record_id(md: Path) -> str:
+    """The chapter id a chapter's records and verdicts start with: ``07`` for 07_ddpm, ``appD``."""
+    return md.stem.split("_")[0]
+
+
+def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | None, tag: str = "") -> dict:
     env = dict(os.environ, GENLIB_PROFILE=profile, GENLIB_STATIC="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     env["GENLIB_CACHE"] = cache or tempfile.mkdtemp(prefix="genlib-cold-cache-")
@@ -96,17 +102,18 @@ def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | Non
             cell = json.loads(line[7:])
             cells.append(cell)
             if cell["s"] >= 1.0:
-                print(f"  cell {cell['cell']:>2}: {cell['s']:7.1f} s  {cell['line']}", flush=True)
+                print(f"{tag}  cell {cell['cell']:>2}: {cell['s']:7.1f} s  {cell['line']}", flush=True)
             continue
         log.append(line)
         if line.startswith(("PASS:", "FAIL:", "VERDICT")):
             (verdicts if line.startswith("VERDICT") else checks).append(line.rstrip())
-            print("  " + line.rstrip(), flush=True)
+            print(f"{tag}  " + line.rstrip(), flush=True)
         elif "Error" in line or "Traceback" in line or line.startswith(("  File", "    ")):
-            print("  ! " + line.rstrip(), flush=True)
+            print(f"{tag}  ! " + line.rstrip(), flush=True)
     rc = proc.wait()
     total = time.perf_counter() - start
-    written = [p for p in (CHAPTERS / "records").rglob("*.json") if before.get(p) != p.stat().st_mtime]
+    mine = f"{record_id(md)}--"  # chapters running beside this one write their own records
+    written = [p for p in (CHAPTERS / "records").rglob(f"{mine}*.json") if before.get(p) != p.stat().st_mtime]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{md.stem}--{profile}.log").write_text("".join(log))
@@ -117,7 +124,7 @@ def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | Non
     budget = BUDGET_S.get(profile)
     verdict = "" if budget is None else f" (budget {budget} s: {'within' if total <= budget else 'OVER'})"
     failed = "" if rc == 0 else ", STOPPED (a failed invariant or an error: see the lines marked !)"
-    print(f"{md.stem} [{profile}]: rc={rc}, {total:.0f} s{verdict}, {len(checks)} invariants held{failed}, "
+    print(f"{tag}{md.stem} [{profile}]: rc={rc}, {total:.0f} s{verdict}, {len(checks)} invariants held{failed}, "
           f"{len(verdicts)} verdicts, records written: {[str(p.relative_to(CHAPTERS / 'records')) for p in written]}", flush=True)
     return {"chapter": md.stem, "profile": profile, "rc": rc, "seconds": round(total, 1), "cells": cells,
             "checks": checks, "verdicts": verdicts, "records": [str(p.relative_to(CHAPTERS / "records")) for p in written]}
@@ -133,10 +140,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cache", help="model cache directory to use (default: a fresh, empty one per chapter)")
     parser.add_argument("--record", action="store_true", help="write reproduction records (GENLIB_RECORD=1)")
     parser.add_argument("--out", type=Path, help="also copy written records and a timing JSON here")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="chapters run side by side (each its own process); with --cache they share "
+                             "one model cache, and a model two chapters want is trained once (genlib.zoo_lock)")
     args = parser.parse_args(argv)
-    results = [run(find_chapter(c), args.profile, args.cache, args.record, args.out) for c in args.chapters]
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    mds = [find_chapter(c) for c in args.chapters]
+    start = time.perf_counter()
+    if args.jobs == 1:
+        results = [run(md, args.profile, args.cache, args.record, args.out) for md in mds]
+    else:  # in the given order: put the chapters whose models others reuse first
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda md: run(md, args.profile, args.cache, args.record, args.out,
+                                                   tag=f"[{record_id(md)}] "), mds))
+    wall = time.perf_counter() - start
+    print(f"{len(mds)} chapter(s), {args.jobs} at a time: {wall:.0f} s wall, "
+          f"{sum(r['seconds'] for r in results):.0f} s summed over chapters", flush=True)
     if args.out is not None:
-        (args.out / f"chapter-times-{args.profile}.json").write_text(json.dumps(results, indent=1))
+        (args.out / f"chapter-times-{args.profile}.json").write_text(
+            json.dumps({"jobs": args.jobs, "wall_s": round(wall, 1), "chapters": results}, indent=1))
     return max(r["rc"] != 0 for r in results)
 
 

@@ -32,6 +32,10 @@ When the cache cannot be used
     cache, not the model: :func:`get_or_train` warns "not cached" with the reason and returns the
     trained model. :func:`clear` never follows a symbolic link out of the cache.
 
+When two processes want the same model
+    Chapters run side by side share one cache: the first to miss takes a lock file beside the
+    model's path and trains, the others wait for its file and load it (:mod:`genlib.zoo_lock`).
+
 The switch ``GENLIB_ZOO``
     ``on`` (default) uses the cache; ``refresh`` retrains every model asked for and overwrites its
     file (for instructors who changed training code); ``off`` always trains and neither reads nor
@@ -60,6 +64,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from genlib import config as _config
+from genlib import zoo_lock as _lock
 
 FORMAT_VERSION = 1
 # Part of every cache key. Bump it when shared training code changes what a given config trains
@@ -378,31 +383,44 @@ def get_or_train(
             return build(config)
 
         model = fresh()
-        if zoo_mode == "on" and cached:
+
+        def load_cached() -> Trained | None:
+            """The cached model, or None after discarding a file that failed its checks."""
+            nonlocal model
             try:
                 meta = load_into(model, path, expect=expect)
                 info = json.loads(meta.get("info", "{}"))
                 return Trained(model.to(dev).eval(), info, path, loaded=True)
             except (ZooError, ValueError) as e:  # ValueError: the info JSON does not parse
-                warnings.warn(f"genlib.zoo: discarding cached file {path}: {e}; retraining", ZooWarning, stacklevel=2)
+                warnings.warn(f"genlib.zoo: discarding cached file {path}: {e}; retraining", ZooWarning, stacklevel=3)
                 with contextlib.suppress(OSError):  # a read-only cache keeps it; the write below warns
                     path.unlink()
                 model = fresh()  # never train on top of weights a failed load may have touched
+                return None
 
-        model.to(dev)
-        info_obj = train(model)
-        info = json.loads(to_json(info_obj if info_obj is not None else {}))  # same types as on a hit
-        model.eval()
-        if zoo_mode == "off":
-            return Trained(model, info, None, loaded=False)
-        try:
-            save(model, path, {"genlib.zoo.format": str(FORMAT_VERSION), **expect, "config": to_json(config),
-                               "info": to_json(info)})
-        except (OSError, SafetensorError) as e:  # read-only, full, or no folder can be made there
-            warnings.warn(f"genlib.zoo: not cached: cannot write {path} ({e}); returning the trained model, "
-                          "which the next run trains again", ZooWarning, stacklevel=2)
-            return Trained(model, info, None, loaded=False)
-        return Trained(model, info, path, loaded=False)
+        if zoo_mode == "on" and cached and (hit := load_cached()) is not None:
+            return hit
+        # one trainer per model: a process that finds another training it waits and loads its file
+        lock = _lock.training_lock(path, lambda: _cached_file_exists(path)) if zoo_mode == "on" \
+            else contextlib.nullcontext(True)
+        with lock as must_train:
+            if zoo_mode == "on" and (not must_train or _cached_file_exists(path)) \
+                    and (hit := load_cached()) is not None:
+                return hit
+            model.to(dev)
+            info_obj = train(model)
+            info = json.loads(to_json(info_obj if info_obj is not None else {}))  # same types as on a hit
+            model.eval()
+            if zoo_mode == "off":
+                return Trained(model, info, None, loaded=False)
+            try:
+                save(model, path, {"genlib.zoo.format": str(FORMAT_VERSION), **expect, "config": to_json(config),
+                                   "info": to_json(info)})
+            except (OSError, SafetensorError) as e:  # read-only, full, or no folder can be made there
+                warnings.warn(f"genlib.zoo: not cached: cannot write {path} ({e}); returning the trained model, "
+                              "which the next run trains again", ZooWarning, stacklevel=2)
+                return Trained(model, info, None, loaded=False)
+            return Trained(model, info, path, loaded=False)
 
 
 def list_cached() -> list[Cached]:
@@ -426,7 +444,8 @@ def list_cached() -> list[Cached]:
 def clear(name: str | None = None) -> int:
     """Delete the cached files of model ``name`` (all models if ``None``); return how many.
 
-    Only the zoo's own files (``*.safetensors`` and leftover ``*.tmp``) are removed, and then the
+    Only the zoo's own files (``*.safetensors``, leftover ``*.tmp`` and the locks of processes
+    that are gone) are removed, and then the
     model folders if they are empty; nothing else in the cache folder is touched. A symbolic link
     is never followed: a model folder or file that is a link loses the link, never what it points
     to (a folder linked from elsewhere keeps its files). A directory named like a model file is
@@ -445,7 +464,8 @@ def clear(name: str | None = None) -> int:
             continue
         if not folder.is_dir():
             continue
-        for f in list(folder.glob(f"*{SUFFIX}")) + list(folder.glob(".*.tmp")):
+        stale_locks = [f for f in folder.glob(f"*{SUFFIX}.lock") if _lock.stale(f)]  # a live one stays
+        for f in list(folder.glob(f"*{SUFFIX}")) + list(folder.glob(".*.tmp")) + stale_locks:
             if f.is_dir() and not f.is_symlink():
                 continue
             with contextlib.suppress(FileNotFoundError):

@@ -293,13 +293,19 @@ def test_an_unwritable_cache_warns_not_cached_and_returns_the_trained_model(tmp_
 def _make_read_only(cache, monkeypatch) -> None:
     """Every write under ``cache`` fails with EROFS from now on, as on a read-only mount.
 
-    Monkeypatched (os.unlink, os.replace, tempfile.mkstemp) because chmod does not stop root."""
+    Monkeypatched (os.unlink, os.replace, tempfile.mkstemp, os.open for writing: the training
+    lock) because chmod does not stop root."""
 
     def refuse(target) -> None:
         if str(target).startswith(str(cache)):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target))
 
-    real_unlink, real_replace, real_mkstemp = os.unlink, os.replace, tempfile.mkstemp
+    real_unlink, real_replace, real_mkstemp, real_open = os.unlink, os.replace, tempfile.mkstemp, os.open
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)
 
     def unlink(path, *args, **kwargs):
         refuse(path)
@@ -316,6 +322,7 @@ def _make_read_only(cache, monkeypatch) -> None:
     monkeypatch.setattr(os, "unlink", unlink)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "open", open_)
 
 
 def test_a_read_only_cache_with_a_bad_file_warns_and_returns_the_trained_model(cache, monkeypatch):
