@@ -10,7 +10,8 @@
 # (where chapter 07's 70 ms training step goes; about 30 s). CHAPTERS: the chapters to run in the
 # `gpu` profile with GENLIB_RECORD=1, JOBS (default 4) side by side sharing one model cache that
 # starts empty (default: every chapter with a reproduction table, the ones whose models others
-# reuse first: 07's DDPM serves D and 14). KTIME / TTIME / CTIME: per-part time limits in seconds.
+# reuse first: 07's DDPM serves D and 14); PROFILE=ci rehearses the part on a CPU, recording
+# nothing. KTIME / TTIME / CTIME: per-part time limits in seconds.
 # Results, packed in $OUT/gpu-session.tgz: kernels.json + kernels.txt for benchmarks/results/,
 # train-step.json, the chapter records (*--gpu.json) for chapters/records/ and their verdicts
 # (verdicts/*--gpu.json) for chapters/records/verdicts/, per-cell chapter times
@@ -60,10 +61,11 @@ for part in $PARTS; do
       # cache: a model two chapters want is trained by the first and loaded by the other
       # (genlib.zoo_lock), so the chapters whose models others reuse come first in CHAPTERS.
       CACHE=$(mktemp -d)  # outside $WORK: models are not packed
-      timeout "${CTIME:-540}" python3 benchmarks/run_chapter.py $CHAPTERS --profile gpu --record \
+      RECORD=$([ "${PROFILE:-gpu}" = gpu ] && echo --record)  # a rehearsal records nothing
+      timeout "${CTIME:-540}" python3 benchmarks/run_chapter.py $CHAPTERS --profile "${PROFILE:-gpu}" $RECORD \
         --jobs "${JOBS:-4}" --cache "$CACHE" --out "$WORK" > "$WORK/chapters.txt" 2>&1
       echo "chapters rc=$?" >> "$WORK/chapters.txt"
-      grep -E "^\S.*\[gpu\]|FAIL|VERDICT|rc=|at a time" "$WORK/chapters.txt" ;;
+      grep -E "^\S.*\[${PROFILE:-gpu}\]|FAIL|VERDICT|rc=|at a time" "$WORK/chapters.txt" ;;
     *) echo "unknown part $part (expected kernels, trainstep, chapters)"; exit 2 ;;
   esac
   echo "part $part took $(( $(date +%s) - start )) s"

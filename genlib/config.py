@@ -45,6 +45,26 @@ def profile() -> str:
     return name
 
 
+def max_steps() -> int | None:
+    """``GENLIB_MAX_STEPS``: a cap on every training loop's optimiser steps, or ``None`` (unset).
+
+    For rehearsing a profile's code paths without its cost (``tests/run_fake_cuda.py`` runs the
+    ``gpu`` profile with 2 steps per model). Models trained under a cap are cached under a key of
+    their own, so they never stand in for fully trained ones."""
+    value = os.environ.get("GENLIB_MAX_STEPS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"GENLIB_MAX_STEPS={value!r} must be a positive whole number of steps (or unset)")
+    return int(value)
+
+
+def capped(steps: int) -> int:
+    """``steps``, or fewer under ``GENLIB_MAX_STEPS``."""
+    cap = max_steps()
+    return steps if cap is None else min(steps, cap)
+
+
 def pick(*, ci: T, cpu: T, gpu: T) -> T:
     """Return the value for the active profile, e.g. ``steps = pick(ci=20, cpu=1500, gpu=8000)``."""
     return {"ci": ci, "cpu": cpu, "gpu": gpu}[profile()]

@@ -352,6 +352,7 @@ def fit(
     """
     if steps < 0 or log_every < 1:
         raise ValueError(f"need steps >= 0 and log_every >= 1, got steps={steps}, log_every={log_every}")
+    steps = _config.capped(steps)  # GENLIB_MAX_STEPS, for rehearsals
     if ema is not None and ema_decay is not None:
         raise ValueError("pass either ema (an EMA you keep) or ema_decay (fit keeps one), not both")
     dev = torch.device(device) if device is not None else _config.device()

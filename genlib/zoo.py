@@ -163,8 +163,10 @@ def to_json(obj: Any) -> str:
 
 
 def _key_json(config: Any, extra: Any, seed: int | None) -> str:
-    return to_json({"format": FORMAT_VERSION, "training": TRAINING_REVISION, "config": config, "extra": extra,
-                    "seed": seed})
+    key = {"format": FORMAT_VERSION, "training": TRAINING_REVISION, "config": config, "extra": extra, "seed": seed}
+    if _config.max_steps() is not None:  # a model trained for a few steps never stands in for a real one
+        key["max_steps"] = _config.max_steps()
+    return to_json(key)
 
 
 def config_hash(config: Any, *, extra: Any = None, seed: int | None = 0) -> str:

@@ -184,3 +184,23 @@ def test_check_range_reads_min_and_max_and_names_what_it_found():
         config.check_range(torch.tensor([-1, 3]), 0, 9, "codes must lie in [0, 9]")
     with pytest.raises(ValueError, match=r"got values in \[2, 10\]"):
         config.check_range(torch.tensor([[2, 10]], dtype=torch.int32), 0, 9, "codes must lie in [0, 9]")
+
+
+def test_max_steps_caps_training_and_keys_the_cache_apart(monkeypatch):
+    import torch
+
+    from genlib import train, zoo
+
+    monkeypatch.delenv("GENLIB_MAX_STEPS", raising=False)
+    assert config.max_steps() is None and config.capped(500) == 500
+    plain = zoo.config_hash({"w": 1})
+    monkeypatch.setenv("GENLIB_MAX_STEPS", "2")
+    assert config.capped(500) == 2 and config.capped(1) == 1
+    assert zoo.config_hash({"w": 1}) != plain  # a 2-step model never stands in for a trained one
+    history = train.fit(torch.nn.Linear(2, 1), lambda m, x: m(x).pow(2).mean(), lambda s: torch.randn(4, 2), 50,
+                        progress=False, device="cpu")
+    assert len(history.loss) == 2
+    for bad in ("0", "-1", "two", "1.5"):
+        monkeypatch.setenv("GENLIB_MAX_STEPS", bad)
+        with pytest.raises(ValueError, match="GENLIB_MAX_STEPS"):
+            config.max_steps()

@@ -206,7 +206,7 @@ def train_gan(
         pending.clear()
 
     try:
-        for step in range(settings.steps):
+        for step in range(config.capped(settings.steps)):  # GENLIB_MAX_STEPS caps rehearsals
             for _ in range(settings.k):  # Algorithm 1: k steps on D, ascending V
                 x, y = _split(train.to_device(real_batch(draws), dev))
                 draws += 1

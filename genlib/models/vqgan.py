@@ -199,7 +199,7 @@ def train_vqgan(model: FirstStage, batches: Iterable | Callable[[int], torch.Ten
     pending: list[tuple[torch.Tensor, dict]] = []
     start = time.perf_counter()
     try:
-        for step in range(settings.steps):
+        for step in range(config.capped(settings.steps)):  # GENLIB_MAX_STEPS caps rehearsals
             x = train.to_device(source(step), dev)
             with_gan = settings.uses_gan and step >= settings.disc_start
             loss, terms = model.autoencoder_loss(x, settings, perceptual, with_gan)
