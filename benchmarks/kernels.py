@@ -8,17 +8,33 @@ First the card's peaks (copy bandwidth of a 1 GiB tensor, bf16 matmul rate at 81
 kernel: a correctness check against its reference (printed as an error and OK/BAD), and per shape
 the median time of the Triton kernel and of each PyTorch baseline
 (``triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")``) with the achieved
-TFLOP/s or GB/s and its fraction of the peak. Last, the targets as PASS/MISS lines. Each
+TFLOP/s or GB/s and its fraction of the peak. Last, the targets as PASS/MISS lines, the ratios
+without a target, the variants and the provisional defaults with this run's evidence. Each
 measurement is wrapped so that a failure is recorded and the run goes on. The raw records go to
 ``--out`` as JSON (default ``benchmarks/results/kernels-<card>-<date>.json``).
 
-A speedup is ``baseline time / Triton time``: above 1 the Triton kernel is faster. torch.compile
-baselines are compiled afresh for each shape (static shapes) and warmed before timing.
+A speedup is ``baseline time / Triton time``: above 1 the Triton kernel is faster. Every row carries
+the precision it computes at (bf16, fp32, tf32), printed beside each ratio, and a ratio is only taken
+between equal precisions: the VQ kernel multiplies fp32 inputs in TF32 by default, so its cdist and
+torch.compile baselines are timed with PyTorch's fp32 matmuls in TF32 too, and its exact mode
+(``triton-ieee``) against the same baselines at full fp32 (the equal-precision rows, no target).
+torch.compile baselines are compiled afresh for each shape (static shapes) and warmed before timing;
+temporal attention at t <= 64 also has a compiled naive attention, softmax(q k^T / sqrt(d)) v.
+
+With ``--cuda-graph`` every call is timed both ways, launched one by one from Python and replayed
+from a CUDA graph (the GPU's work alone), and the table prints the two times and the two ratios side
+by side; targets are judged on the graph times.
+
+Provisional: the one-pass GroupNorm+SiLU kernel became the default at the VAE shapes on the evidence
+of one GPU run (H200, 2026-11-27). Each run prints, at the end, whether its own VAE rows agree (the
+default at least as fast as the two-launch kernel it replaced); it stays provisional until a second
+GPU run confirms it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -61,47 +77,123 @@ def error_text(error: Exception) -> str:
 # Measuring
 
 
+# PyTorch's fp32 matmul setting for each precision label a row can carry; rows labelled otherwise
+# (bf16, fp16) do not depend on it.
+MATMUL_PRECISION = {"tf32": "high", "fp32": "highest"}
+
+
+@contextlib.contextmanager
+def matmul_precision(label: str):
+    """Run PyTorch's fp32 matrix products (cuBLAS, the matmul inside ``torch.cdist``, inductor's
+    matmuls) at the precision ``label`` ("tf32" or "fp32"), then restore both settings.
+
+    ``torch.set_float32_matmul_precision`` and ``torch.backends.cuda.matmul.allow_tf32`` are set
+    together, since older and newer PyTorch read one or the other. torch.compile guards on the
+    setting, so a function compiled under one setting is compiled again under the other.
+    """
+    saved = torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32
+    torch.set_float32_matmul_precision(MATMUL_PRECISION[label])
+    torch.backends.cuda.matmul.allow_tf32 = label == "tf32"
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cuda.matmul.allow_tf32 = saved[1]
+
+
+class Times(dict):
+    """``{impl: ms}`` of one case (the graph time where one was taken, else the launched time), with
+    ``launched`` and ``graph`` (``{impl: ms}`` each), ``precision`` (``{impl: label}``) and
+    ``against`` (``{impl: the Triton implementation its ratio is taken against}``) beside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.launched: dict[str, float] = {}
+        self.graph: dict[str, float] = {}
+        self.precision: dict[str, str] = {}
+        self.against: dict[str, str | None] = {}
+
+
+def precision_text(times: Times, impl: str, baseline: str) -> str:
+    """'tf32 vs tf32': the precisions of a ratio's two sides; unequal ones are an error."""
+    mine, theirs = times.precision.get(impl, "?"), times.precision.get(baseline, "?")
+    if mine != theirs:
+        raise ValueError(f"{impl} ({mine}) against {baseline} ({theirs}): unequal precisions")
+    return f"{mine} vs {theirs}"
+
+
+def speedups(times: Times, impl: str, baseline: str) -> dict[str, float]:
+    """Baseline time / ``impl`` time: ``speedup_launched`` and ``speedup_graph`` where both sides
+    were timed that way, and ``speedup`` (the graph ratio where there is one, else the launched)."""
+    out = {}
+    for way, ms in (("launched", times.launched), ("graph", times.graph)):
+        if impl in ms and baseline in ms:
+            out[f"speedup_{way}"] = ms[baseline] / ms[impl]
+    if out:  # the graph times where both sides have one, never a graph time over a launched one
+        out["speedup"] = out.get("speedup_graph", out["speedup_launched"])
+    return out
+
+
 class Bench:
-    """Timing on one device, the card's peaks, and the PASS/MISS targets collected on the way."""
+    """Timing on one device, the card's peaks, and the PASS/MISS targets collected on the way.
+
+    With ``graph`` (``--cuda-graph``) every call is timed twice, launched one by one from Python and
+    replayed from a CUDA graph, and each row prints both times and both ratios; targets use the
+    graph time. On the CPU (dry run) the graph column is printed empty ("n/a"): there is no graph.
+    """
 
     def __init__(self, device: torch.device, dry_run: bool, graph: bool = False):
         self.device = device
         self.dry_run = dry_run
+        self.graph_columns = graph  # print the launched and graph columns side by side
         self.graph = graph and device.type == "cuda"  # time inside CUDA graphs: GPU time only
-        self.stream_ms = math.nan  # with graph: the same call timed launch by launch
-        self.timing = "launched"
         self.copy_gbps = math.nan
         self.matmul_tflops = math.nan
         self.targets: list[dict] = []
         self.variants: list[dict] = []
+        self.comparisons: list[dict] = []
+        self.provisional: list[dict] = []
+        self.header_for = ""
 
-    def time_ms(self, fn) -> float:
-        """Median milliseconds of ``fn()``; on the CPU (dry run) a wall-clock median of 3."""
+    def launched_ms(self, fn) -> float:
+        """Median milliseconds of ``fn()`` launched one by one; on the CPU (dry run) a wall-clock
+        median of 3."""
         fn()  # warm: compiles, autotunes, allocates
         fn()
         if self.device.type == "cuda":
             import triton.testing
 
             torch.cuda.synchronize()
-            stream = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-            if not self.graph:
-                return stream
-            # Launched one by one from Python, a small kernel can wait on the CPU; replayed from a
-            # CUDA graph it runs back to back, which times the GPU's work alone.
-            self.stream_ms = stream
-            try:
-                self.timing = "cuda-graph"
-                return triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
-            except Exception as error:  # not capturable: keep the launched time, and say so
-                torch.cuda.synchronize()
-                self.timing = f"launched (graph capture failed: {error_text(error)[:120]})"
-                return stream
+            return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
         times = []
         for _ in range(3):
             start = time.perf_counter()
             fn()
             times.append((time.perf_counter() - start) * 1e3)
         return statistics.median(times)
+
+    def graph_ms(self, fn) -> float:
+        """Median milliseconds of ``fn()`` replayed from a CUDA graph: back to back, the GPU's work
+        alone, where launched one by one from Python a small kernel can wait on the CPU."""
+        import triton.testing
+
+        return triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
+
+    def time_ms(self, fn) -> float:
+        """Median milliseconds of ``fn()`` launched (peaks and anything outside ``case``)."""
+        return self.launched_ms(fn)
+
+    def time_both(self, fn) -> tuple[float, float | None, str]:
+        """(launched ms, graph ms or None, how the graph time went)."""
+        launched = self.launched_ms(fn)
+        if not self.graph:
+            return launched, None, "no CUDA graph on the CPU" if self.graph_columns else "launched"
+        try:
+            return launched, self.graph_ms(fn), "cuda-graph"
+        except Exception as error:  # not capturable: keep the launched time, and say so
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            return launched, None, f"graph capture failed: {error_text(error)[:120]}"
 
     def measure_peaks(self) -> None:
         on_gpu = self.device.type == "cuda"
@@ -115,34 +207,65 @@ class Bench:
               f"bf16 matmul ({size}^3) {self.matmul_tflops:.0f} TFLOP/s")
         RECORDS.append(dict(kind="peak", copy_gbps=self.copy_gbps, matmul_tflops=self.matmul_tflops))
 
+    def print_header(self, kernel: str) -> None:
+        """The column names, once per kernel: one time column, or launched and graph side by side."""
+        if self.header_for == kernel:
+            return
+        self.header_for = kernel
+        timing = (f"{'launched':>12s} {'cuda-graph':>12s}" if self.graph_columns else f"{'time':>12s}")
+        ratio = ("kernel / precisions / speedup launched, graph" if self.graph_columns
+                 else "kernel / precisions / speedup")
+        print(f"{'kernel':10s} {'case':38s} {'impl':22s} {'prec':5s} {timing}  "
+              f"{'rate (of the main time)':36s} {ratio}")
+
     def case(self, kernel: str, case: str, impls: dict, *, flops: float = 0.0, nbytes: float = 0.0,
-             rate: str = "", contexts: dict | None = None) -> dict[str, float]:
-        """Time every implementation of one case, one printed line each; returns {impl: ms}.
+             rate: str = "", contexts: dict | None = None, precision: str = "",
+             precisions: dict | None = None, against: dict | None = None) -> Times:
+        """Time every implementation of one case, one printed line each; returns their ``Times``.
 
         ``impls`` maps a name to a zero-argument callable, ``"triton"`` first. ``contexts`` gives a
-        context-manager factory for some of them (the SDPA backend choice). Failures are printed,
-        recorded and left out of the result. ``flops`` and ``nbytes`` (genlib.kernels.costs) are
-        recorded with every time; ``rate`` ("flops" or "bytes", default: flops when given) picks
-        the one printed.
+        context-manager factory for some of them (the SDPA backend choice). ``precision`` labels
+        the arithmetic of every implementation ("bf16", "fp32", "tf32"), ``precisions`` overrides
+        it per implementation; a row labelled "tf32" or "fp32" runs with PyTorch's fp32 matmul
+        setting to match (``matmul_precision``), so a PyTorch baseline computes at the precision
+        printed beside it, not at the global default. Each row's ratio is "baseline time / kernel
+        time" against the Triton implementation ``against`` names for it (default ``"triton"``;
+        ``None``: no ratio), and both sides must carry the same precision label (else ValueError,
+        before anything is timed). Failures are printed, recorded and left out of the result.
+        ``flops`` and ``nbytes`` (genlib.kernels.costs) are recorded with every time; ``rate``
+        ("flops" or "bytes", default: flops when given) picks the one printed.
         """
         rate = rate or ("flops" if flops else "bytes")
-        times: dict[str, float] = {}
+        times = Times()
+        for name in impls:
+            times.precision[name] = (precisions or {}).get(name, precision or "?")
+            times.against[name] = (against or {}).get(name, None if name == "triton" else "triton")
+            if times.against[name] is not None:
+                precision_text(times, times.against[name], name)  # refuses unequal precisions
+        self.print_header(kernel)
         for name, fn in impls.items():
-            record = dict(kind="time", kernel=kernel, case=case, impl=name, flops=flops, bytes=nbytes)
+            label_ = times.precision[name]
+            record = dict(kind="time", kernel=kernel, case=case, impl=name, flops=flops, bytes=nbytes,
+                          precision=label_, against=times.against[name])
             RECORDS.append(record)
             try:
-                if contexts and name in contexts:
-                    with contexts[name]():
-                        ms = self.time_ms(fn)
-                else:
-                    ms = self.time_ms(fn)
+                with contextlib.ExitStack() as stack:
+                    if label_ in MATMUL_PRECISION:
+                        stack.enter_context(matmul_precision(label_))
+                        record["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
+                    if contexts and name in contexts:
+                        stack.enter_context(contexts[name]())
+                    launched, graph, timing = self.time_both(fn)
             except Exception as error:  # one failure must not end the run
                 record["error"] = error_text(error)
-                print(f"{kernel:10s} {case:38s} {name:18s}   FAILED  {record['error'][:150]}")
+                print(f"{kernel:10s} {case:38s} {name:22s} {label_:5s}   FAILED  {record['error'][:150]}")
                 continue
+            ms = graph if graph is not None else launched
             times[name] = record["ms"] = ms
-            if self.graph:
-                record["timing"], record["ms_launched"] = self.timing, self.stream_ms
+            times.launched[name] = record["ms_launched"] = launched
+            if graph is not None:
+                times.graph[name] = record["ms_graph"] = graph
+            record["timing"] = timing
             if rate == "flops":
                 record["tflops"] = flops / ms / 1e9
                 fraction = record["tflops"] / self.matmul_tflops
@@ -152,20 +275,37 @@ class Bench:
                 fraction = record["gbps"] / self.copy_gbps
                 achieved = f"{record['gbps']:7.1f} GB/s    ({fraction:4.0%} of copy)"
             versus = ""
-            if name != "triton" and "triton" in times:
-                record["speedup_of_triton"] = ms / times["triton"]
-                versus = f"   triton is {record['speedup_of_triton']:5.2f}x this"
-            launched = f"   (launched one by one: {self.stream_ms:.4f} ms)" if self.graph else ""
-            if self.graph and self.timing != "cuda-graph":
-                launched += f"  [{self.timing}]"
-            print(f"{kernel:10s} {case:38s} {name:18s} {ms:9.4f} ms  {achieved}{versus}{launched}")
+            kernel_impl = times.against[name]
+            if kernel_impl is not None and kernel_impl in times:
+                found = speedups(times, kernel_impl, name)
+                record["speedup_of_triton"] = found["speedup"]
+                record.update({f"{key}_of_triton": value for key, value in found.items() if key != "speedup"})
+                pair = precision_text(times, kernel_impl, name)
+                if self.graph_columns:
+                    graph_ratio = (f"{found['speedup_graph']:5.2f}x" if "speedup_graph" in found else "  n/a")
+                    versus = (f"   {kernel_impl} is {found['speedup_launched']:5.2f}x, {graph_ratio} this"
+                              f" [{pair}]")
+                else:
+                    versus = f"   {kernel_impl} is {found['speedup']:5.2f}x this [{pair}]"
+            if self.graph_columns:
+                graph_text = f"{graph:9.4f} ms" if graph is not None else f"{'n/a':>12s}"
+                timed = f"{launched:9.4f} ms {graph_text}"
+                if timing not in ("cuda-graph", "no CUDA graph on the CPU"):
+                    versus += f"  [{timing}]"
+            else:
+                timed = f"{launched:9.4f} ms"
+            print(f"{kernel:10s} {case:38s} {name:22s} {label_:5s} {timed}  {achieved}{versus}")
         return times
 
-    def target(self, description: str, times: dict[str, float], baseline: str, minimum: float) -> None:
-        """Record the target 'triton is at least ``minimum`` times as fast as ``baseline``'."""
-        record = dict(kind="target", target=description, baseline=baseline, minimum=minimum)
-        if "triton" in times and baseline in times:
-            record["speedup"] = times[baseline] / times["triton"]
+    def target(self, description: str, times: Times, baseline: str, minimum: float,
+               kernel: str = "triton") -> None:
+        """Record the target '``kernel`` is at least ``minimum`` times as fast as ``baseline``',
+        at one precision (``baseline`` must carry ``kernel``'s precision label)."""
+        pair = precision_text(times, kernel, baseline)
+        record = dict(kind="target", target=f"{description} [{pair}]", baseline=baseline,
+                      kernel=kernel, precision=pair, minimum=minimum)
+        record.update(speedups(times, kernel, baseline))
+        if "speedup" in record:
             record["passed"] = record["speedup"] >= minimum
         else:
             record["passed"] = False
@@ -173,29 +313,78 @@ class Bench:
         self.targets.append(record)
         RECORDS.append(record)
 
-    def variant(self, description: str, times: dict[str, float], impl: str, baseline: str) -> None:
+    def variant(self, description: str, times: Times, impl: str, baseline: str) -> None:
         """Record how a variant that is not the default (``impl``) compares with ``baseline``: the
         numbers that decide whether it should become the default."""
         record = dict(kind="variant", variant=description, impl=impl, baseline=baseline)
-        if impl in times and baseline in times:
-            record["speedup"] = times[baseline] / times[impl]
-            record["versus_default"] = times["triton"] / times[impl] if "triton" in times else math.nan
+        record.update(speedups(times, impl, baseline))
+        if "speedup" in record:
+            record["versus_default"] = speedups(times, impl, "triton").get("speedup", math.nan)
         self.variants.append(record)
         RECORDS.append(record)
 
+    def comparison(self, description: str, times: Times, impl: str, baseline: str) -> None:
+        """Record a ratio without a target ('``impl`` is so many times as fast as ``baseline``', at
+        one precision): a baseline added to show where a kernel stands, not to pass or miss."""
+        pair = precision_text(times, impl, baseline)
+        record = dict(kind="comparison", comparison=f"{description} [{pair}]", impl=impl,
+                      baseline=baseline, precision=pair)
+        record.update(speedups(times, impl, baseline))
+        self.comparisons.append(record)
+        RECORDS.append(record)
+
+    def provisional_default(self, description: str, times: Times, rival: str, baseline: str, *,
+                            default_here: bool) -> None:
+        """Record this run's evidence on a default chosen on one run (``"triton"``): whether it is
+        at least as fast as ``rival``, the implementation it replaced; ``baseline`` for scale."""
+        record = dict(kind="provisional", default=description, rival=rival, baseline=baseline,
+                      status="provisional")
+        if not default_here:
+            record["evidence"] = f"not the default on {self.device.type} (two launches run here): no evidence"
+        elif "speedup" not in speedups(times, "triton", rival):
+            record["evidence"] = "a timing failed: no evidence"
+        else:
+            versus_rival = speedups(times, "triton", rival)
+            versus_baseline = speedups(times, "triton", baseline).get("speedup", math.nan)
+            record["speedup_over_rival"] = versus_rival["speedup"]
+            record["agrees"] = versus_rival["speedup"] >= 1.0
+            record["evidence"] = (
+                f"this run: {rival} time / default time {versus_rival['speedup']:.2f}x, {baseline} "
+                f"{versus_baseline:.2f}x [{precision_text(times, 'triton', rival)}]: "
+                f"{'agrees' if record['agrees'] else 'DISAGREES'} (one GPU run before this one)")
+        self.provisional.append(record)
+        RECORDS.append(record)
+
     def report_targets(self) -> None:
-        print("\n== targets (speedup = baseline time / triton time)")
+        both = "; launched, cuda-graph" if self.graph_columns else ""
+        print(f"\n== targets (speedup = baseline time / triton time, at the precisions in brackets{both})")
         for t in self.targets:
             verdict = "PASS" if t["passed"] else "MISS"
-            value = f"{t['speedup']:6.2f}x" if "speedup" in t else "(a timing failed)"
-            print(f"{verdict}  {t['target']:64s} {value}")
+            print(f"{verdict}  {t['target']:76s} {self.speedup_text(t)}")
+        if self.comparisons:
+            print("\n== comparisons without a target (speedup = baseline time / kernel time, equal precisions)")
+        for c in self.comparisons:
+            print(f"      {c['comparison']:76s} {self.speedup_text(c)}")
         if self.variants:
             print("\n== variants that are not the default (speedup = baseline time / variant time)")
         for v in self.variants:
             if "speedup" in v:
-                print(f"      {v['variant']:64s} {v['speedup']:6.2f}x  ({v['versus_default']:.2f}x the default kernel)")
+                print(f"      {v['variant']:64s} {self.speedup_text(v)}  "
+                      f"({v['versus_default']:.2f}x the default kernel)")
             else:
                 print(f"      {v['variant']:64s} (not run: not eligible here, or a timing failed)")
+        if self.provisional:
+            print("\n== provisional defaults (kept until a second GPU run confirms them)")
+        for p in self.provisional:
+            print(f"PROVISIONAL  {p['default']}: {p['evidence']}")
+
+    def speedup_text(self, record: dict) -> str:
+        if "speedup" not in record:
+            return "(a timing failed)"
+        if not self.graph_columns:
+            return f"{record['speedup']:6.2f}x"
+        graph = f"{record['speedup_graph']:6.2f}x" if "speedup_graph" in record else "   n/a"
+        return f"{record.get('speedup_launched', math.nan):6.2f}x, {graph}"
 
     def compiled(self, fn):
         """A fresh ``torch.compile`` of ``fn`` (one per shape, static shapes); the dry run only traces."""
@@ -227,6 +416,11 @@ def max_err(a: torch.Tensor, b: torch.Tensor) -> float:
 def randn(*shape, dtype=torch.float32, device="cpu", seed=0):
     gen = torch.Generator(device=device).manual_seed(seed)
     return torch.randn(*shape, generator=gen, dtype=torch.float32, device=device).to(dtype)
+
+
+def short(dtype) -> str:
+    """The precision label of a dtype, printed beside every ratio: bf16, fp16 or fp32."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
 
 
 def label(shape, dtype) -> str:
@@ -339,6 +533,7 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
             },
             **costed(costs.attention_cost(b, h, n, n, d, q.element_size())),
             contexts={"sdpa-flash": sdpa_flash},
+            precision=short(dtype),
         )
         tuned(f"attention d={d}", attention_triton._attention_fwd_tuned)
         tuned(f"attention TMA d={d}", attention_tma._attention_fwd_tma_tuned)
@@ -360,18 +555,26 @@ def bench_attention(bench: Bench, sizes: dict) -> None:
             check("attention", f"temporal {bh}x{t}x{d} bf16",
                   lambda: {"max_err": max_err(K.attention(q, k, v), ref)}, 2e-2)
             del ref
+        # At t <= 64 the t x t scores are small enough for torch.compile to fuse the naive
+        # softmax(q k^T / sqrt(d)) v into a few kernels: the baseline a user would try first.
+        compiled_naive = {"compile-naive": lambda f=bench.compiled(eager_attention): f(q, k, v)} if t <= 64 else {}
         times = bench.case(
             "attention", f"temporal (b h)={bh} t{t} d{d} bf16",
             {
                 "triton": lambda: K.attention(q, k, v),
                 "sdpa-default": lambda: F.scaled_dot_product_attention(q, k, v),
                 "eager": lambda: eager_attention(q, k, v),
+                **compiled_naive,
             },
             **costed(costs.attention_cost(bh // 16, 16, t, t, d, q.element_size())),
             rate="bytes",  # t / 2 FLOP per byte: memory bound
+            precision="bf16",
         )
         tuned(f"temporal t={t}", attention_triton._attention_fwd_short)
         bench.target(f"temporal attention (b h)={bh} t={t} >= 3x SDPA", times, "sdpa-default", 3.0)
+        if compiled_naive:
+            bench.comparison(f"temporal attention (b h)={bh} t={t} vs compiled naive attention", times,
+                             "triton", "compile-naive")
         del q, k, v
 
 
@@ -390,7 +593,10 @@ def cdist_argmin(z, codebook):
 
 
 def bench_vq(bench: Bench, sizes: dict) -> None:
-    print("\n== vq: nearest code, n d x k d -> n; triton default tf32 (fp32 inputs), triton-ieee exact")
+    print("\n== vq: nearest code, n d x k d -> n; triton default tf32 (fp32 inputs), triton-ieee exact fp32")
+    print("   every baseline is timed at its kernel's precision: the tf32 rows with PyTorch's fp32 matmuls")
+    print("   in TF32 (set_float32_matmul_precision('high')) against triton, the fp32 rows at full fp32")
+    print("   ('highest') against triton-ieee")
     for n, k, d in sizes["vq"]:
         z, codebook = randn(n, d, device=bench.device, seed=6), randn(k, d, device=bench.device, seed=7)
         ref_idx, ref_dist = K.vq_nearest_reference(z, codebook, return_distance=True)
@@ -411,19 +617,29 @@ def bench_vq(bench: Bench, sizes: dict) -> None:
         check("vq", f"{n}x{k}x{d} fp32 tf32", lambda: errors("tf32"), 1e-3)
         check("vq", f"{n}x{k}x{d} fp32 ieee distance", distance_error, 1e-4)
         del ref_idx, ref_dist
+        # One compiled function per precision (torch.compile also guards on the TF32 setting).
         times = bench.case(
             "vq", f"n{n} k{k} d{d} fp32",
             {
                 "triton": lambda: K.vq_nearest(z, codebook),
+                "cdist+argmin-tf32": lambda: cdist_argmin(z, codebook),
+                "compile-mm+argmin-tf32": lambda f=bench.compiled(matmul_argmin): f(z, codebook),
                 "triton-ieee": lambda: K.vq_nearest(z, codebook, input_precision="ieee"),
-                "cdist+argmin": lambda: cdist_argmin(z, codebook),
-                "compile-mm+argmin": lambda f=bench.compiled(matmul_argmin): f(z, codebook),
+                "cdist+argmin-fp32": lambda: cdist_argmin(z, codebook),
+                "compile-mm+argmin-fp32": lambda f=bench.compiled(matmul_argmin): f(z, codebook),
             },
             **costed(costs.vq_cost(n, k, d, z.element_size())),
             rate="flops",
+            precision="tf32",
+            precisions={name: "fp32" for name in ("triton-ieee", "cdist+argmin-fp32", "compile-mm+argmin-fp32")},
+            against={"triton-ieee": None, "cdist+argmin-fp32": "triton-ieee", "compile-mm+argmin-fp32": "triton-ieee"},
         )
-        bench.target(f"vq n={n} k={k} d={d} >= 10x cdist+argmin", times, "cdist+argmin", 10.0)
-        bench.target(f"vq n={n} k={k} d={d} >= 4x compiled matmul+argmin", times, "compile-mm+argmin", 4.0)
+        bench.target(f"vq n={n} k={k} d={d} >= 10x cdist+argmin", times, "cdist+argmin-tf32", 10.0)
+        bench.target(f"vq n={n} k={k} d={d} >= 4x compiled matmul+argmin", times, "compile-mm+argmin-tf32", 4.0)
+        # The equal-precision rows of the exact kernel (no target: at full fp32 it need not win).
+        bench.comparison(f"vq n={n} k={k} d={d} exact vs cdist+argmin", times, "triton-ieee", "cdist+argmin-fp32")
+        bench.comparison(f"vq n={n} k={k} d={d} exact vs compiled matmul+argmin", times, "triton-ieee",
+                         "compile-mm+argmin-fp32")
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,6 +649,9 @@ def bench_vq(bench: Bench, sizes: dict) -> None:
 def eager_group_norm_silu(x, weight, bias):
     return F.silu(F.group_norm(x, 32, weight, bias, 1e-5))
 
+
+# Why the one-pass kernel is the default on a GPU at the VAE shapes: one run, so far.
+ONE_PASS_EVIDENCE = "chosen on one GPU run (H200, 2026-11-27: bf16 faster than two launches and compile)"
 
 # The one-pass kernel's launch settings the benchmark tries: (tile values, warps, programs per SM).
 ONE_PASS_SETTINGS = [(t, w, p) for t in (4096, 8192, 16384) for w in (8, 16) for p in (1, 2)]
@@ -471,6 +690,9 @@ def check_one_pass(bench: Bench) -> None:
 
 def bench_groupnorm(bench: Bench, sizes: dict) -> None:
     print("\n== groupnorm+silu: b c h w, 32 groups; GB/s counts one read and one write of x")
+    print("   PROVISIONAL: the one-pass kernel, the default on a GPU where groups are few and large (the")
+    print(f"   VAE shapes), was {ONE_PASS_EVIDENCE};")
+    print("   it stays provisional until a second GPU run confirms it (see the end of this output)")
     check_one_pass(bench)
     for shape, dtype, kind in sizes["groupnorm"]:
         x = randn(*shape, dtype=dtype, device=bench.device, seed=8)
@@ -497,6 +719,7 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
             },
             **costed(costs.group_norm_silu_cost(x.numel(), x.element_size())),
             rate="bytes",
+            precision=short(dtype),
         )
         if kind == "unet":
             bench.target(f"groupnorm+silu {label(shape, dtype)} >= 2x eager", times, "eager", 2.0)
@@ -506,6 +729,8 @@ def bench_groupnorm(bench: Bench, sizes: dict) -> None:
                           "triton-two-launch", "compile")
             bench.variant(f"groupnorm+silu {label(shape, dtype)}: two launches, no L2 hints vs compile", times,
                           "triton-no-l2", "compile")
+            bench.provisional_default(f"one-pass GroupNorm+SiLU default, {label(shape, dtype)}", times,
+                                      "triton-two-launch", "compile", default_here=bench.device.type == "cuda")
             for t, wp, p in ONE_PASS_SETTINGS if EXPERIMENTS else ():
                 bench.variant(f"groupnorm+silu {label(shape, dtype)}: one pass t{t} w{wp} p{p} vs compile",
                               times, f"triton-1pass-t{t}-w{wp}-p{p}", "compile")
@@ -553,6 +778,7 @@ def bench_sampler(bench: Bench, sizes: dict) -> None:
             },
             **costed(costs.sampler_step_cost(x_t.numel(), x_t.element_size())),
             rate="bytes",
+            precision="fp32",
         )
         bench.target(f"sampler step {label(shape, torch.float32)} >= 1.0x torch.compile",
                      times, "compile", 1.0)
@@ -568,8 +794,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one or two shapes per kernel")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, the Triton interpreter")
     parser.add_argument("--cuda-graph", action="store_true",
-                        help="time every call replayed from a CUDA graph (GPU time without Python launch "
-                        "overhead); the launched-one-by-one time is recorded beside it")
+                        help="time every call both launched one by one and replayed from a CUDA graph (GPU "
+                        "time without Python launch overhead); both times and both ratios are printed side by "
+                        "side, and targets use the graph times")
     parser.add_argument("--sections", default="attention,vq,groupnorm,sampler",
                         help="comma-separated subset of attention,vq,groupnorm,sampler, run in that order")
     parser.add_argument("--experiments", action="store_true",
