@@ -25,6 +25,7 @@ or ``GENLIB_VERDICTS``), and with ``GENLIB_RECORD=1`` beside the chapter's recor
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import json
 import math
@@ -44,7 +45,7 @@ Z = 2.0
 OUTCOMES = ("reproduced", "not reproduced", "inconclusive")
 CI_ONLY = "code path only: no verdict at ci scale"
 """What a ``ci`` build says instead of a verdict."""
-_CALL = re.compile(r"""verdict\(\s*["']([^"']+)["']\s*,\s*["']([^"']+)["']\s*,\s*["']([^"']+)["']""")
+_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,20 @@ def expected() -> list[tuple[str, str, str]]:
     ``verdict("<chapter>", "<key>", "<claim>", ...)`` calls in ``chapters/*.md``."""
     found: dict[tuple[str, str], str] = {}
     for md in sorted((ROOT / "chapters").glob("*.md")):
-        for chapter, key, claim in _CALL.findall(md.read_text(encoding="utf-8")):
-            found.setdefault((chapter, key), claim)
+        for cell in _CELL.findall(md.read_text(encoding="utf-8")):
+            code = "\n".join("" if re.match(r"^(:[\w-]+:|---)", line) else line for line in cell.split("\n"))
+            try:
+                tree = ast.parse(code)
+            except SyntaxError:  # a YAML option block that is not code; the chapter test compiles cells
+                continue
+            for node in ast.walk(tree):
+                name = getattr(node, "func", None)
+                name = getattr(name, "id", None) or getattr(name, "attr", None)
+                if isinstance(node, ast.Call) and name == "verdict" and len(node.args) >= 3:
+                    parts = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None
+                             for a in node.args[:3]]
+                    if None not in parts:
+                        found.setdefault((parts[0], parts[1]), parts[2])
     return [(c, k, claim) for (c, k), claim in found.items()]
 
 
