@@ -86,10 +86,15 @@ def record_id(md: Path) -> str:
     return md.stem.split("_")[0]
 
 
-def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | None, tag: str = "") -> dict:
+def run(md: Path, profile: str, cache: str | None, record: bool, out: Path | None, tag: str = "",
+        threads: int | None = None) -> dict:
     env = dict(os.environ, GENLIB_PROFILE=profile, GENLIB_STATIC="1", MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     env["GENLIB_CACHE"] = cache or tempfile.mkdtemp(prefix="genlib-cold-cache-")
+    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
+        # side by side, each chapter gets its share of the cores: oversubscribed torch threads made
+        # a ci rehearsal 2 at a time on 2 cores several times slower than one after the other
+        env["OMP_NUM_THREADS"] = str(threads)
     if record:
         env["GENLIB_RECORD"] = "1"
     before = {p: p.stat().st_mtime for p in (CHAPTERS / "records").rglob("*.json")}  # verdicts/ too
@@ -152,8 +157,9 @@ def main(argv: list[str]) -> int:
         results = [run(md, args.profile, args.cache, args.record, args.out) for md in mds]
     else:  # in the given order: put the chapters whose models others reuse first
         with ThreadPoolExecutor(args.jobs) as pool:
+            share = max(1, (os.cpu_count() or 1) // args.jobs)
             results = list(pool.map(lambda md: run(md, args.profile, args.cache, args.record, args.out,
-                                                   tag=f"[{record_id(md)}] "), mds))
+                                                   tag=f"[{record_id(md)}] ", threads=share), mds))
     wall = time.perf_counter() - start
     print(f"{len(mds)} chapter(s), {args.jobs} at a time: {wall:.0f} s wall, "
           f"{sum(r['seconds'] for r in results):.0f} s summed over chapters", flush=True)
