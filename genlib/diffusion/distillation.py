@@ -266,14 +266,19 @@ def guidance_distillation_loss(student, teacher, schedule: NoiseSchedule, x: tor
 @torch.no_grad()
 def ddim_sample_x0(model, schedule: NoiseSchedule, z: torch.Tensor, num_steps: int, *, prediction_type: str,
                    cond: Any = None, uncond: Any = None, guidance_scales=None, w: torch.Tensor | None = None,
-                   clip: float | None = None) -> torch.Tensor:
+                   clip: float | None = None, start: int | None = None) -> torch.Tensor:
     """Deterministic DDIM on the trailing grid written with :func:`ddim_step_x0`, as a student samples.
+
+    ``start``: the timestep ``z`` is at (default ``T - 1``, pure noise); a later start samples
+    from a partly noised ``z``, e.g. where the SNR is 1e-2 (chapter 13's control).
 
     ``guidance_scales``: one guidance scale per step (genlib's convention; e.g. an oscillating
     schedule) or ``None`` for none. Equals :func:`genlib.diffusion.ddim_sample` with
     ``spacing="trailing"`` and ``eta=0`` for a constant scale.
     """
-    steps = timesteps(len(schedule), num_steps, "trailing") + [-1]
+    if start is not None and not 0 <= start < len(schedule):
+        raise ValueError(f"start must be a timestep in [0, {len(schedule) - 1}], got {start}")
+    steps = timesteps(len(schedule) if start is None else start + 1, num_steps, "trailing") + [-1]
     if guidance_scales is not None and len(guidance_scales) != num_steps:
         raise ValueError(f"need one guidance scale per step ({num_steps}), got {len(guidance_scales)}")
     b = z.shape[0]

@@ -36,15 +36,15 @@ def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
     """Symmetric square root of a symmetric positive semi-definite matrix (negative round-off
     eigenvalues are set to zero)."""
-    vals, vecs = torch.linalg.eigh((matrix + matrix.T) / 2)
-    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+    vals, vecs = torch.linalg.eigh((matrix + matrix.mT) / 2)
+    return (vecs * vals.clamp_min(0).sqrt()[..., None, :]) @ vecs.mT
 
 
 def trace_sqrt_product(sigma_x: torch.Tensor, sigma_g: torch.Tensor) -> torch.Tensor:
-    """``Tr (Sigma_x Sigma_g)^{1/2}`` for symmetric PSD matrices."""
+    """``Tr (Sigma_x Sigma_g)^{1/2}`` for symmetric PSD matrices (``... d d``: batches too)."""
     a = _sqrt_psd(sigma_x)
     middle = a @ sigma_g @ a
-    return torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return torch.linalg.eigvalsh((middle + middle.mT) / 2).clamp_min(0).sqrt().sum(-1)
 
 
 def frechet_distance(mu_x, sigma_x, mu_g, sigma_g) -> float:
@@ -93,14 +93,10 @@ def bootstrap_gap(real: torch.Tensor, better: torch.Tensor, worse: torch.Tensor,
         centred = x - mu[:, None]
         stats.append((mu, centred.transpose(1, 2) @ centred / (f.shape[0] - 1)))
     (mu_r, cov_r), (mu_b, cov_b), (mu_w, cov_w) = stats
-    vals, vecs = torch.linalg.eigh((cov_r + cov_r.transpose(1, 2)) / 2)
-    root_r = (vecs * vals.clamp_min(0).sqrt()[:, None, :]) @ vecs.transpose(1, 2)
 
-    def distance(mu_g, cov_g):  # eq. 1 per round, as trace_sqrt_product computes it
-        middle = root_r @ cov_g @ root_r
-        cross = torch.linalg.eigvalsh((middle + middle.transpose(1, 2)) / 2).clamp_min(0).sqrt().sum(-1)
+    def distance(mu_g, cov_g):  # eq. 1 per round
         trace = torch.diagonal(cov_r, dim1=1, dim2=2).sum(-1) + torch.diagonal(cov_g, dim1=1, dim2=2).sum(-1)
-        return (mu_r - mu_g).pow(2).sum(-1) + trace - 2 * cross
+        return (mu_r - mu_g).pow(2).sum(-1) + trace - 2 * trace_sqrt_product(cov_r, cov_g)
 
     gaps = distance(mu_w, cov_w) - distance(mu_b, cov_b)
     full = frechet_distance_features(sets[0], sets[2]) - frechet_distance_features(sets[0], sets[1])

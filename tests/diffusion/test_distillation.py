@@ -180,3 +180,17 @@ def test_progressive_distillation_loop_halves_and_freezes_the_teacher():
     assert out[0][1] is not teacher and out[1][1] is not out[0][1]
     with pytest.raises(ValueError, match="divisible"):
         progressive_distillation(teacher, s, lambda step: torch.randn(4, 1, 4, 4), start_steps=6, halvings=2, steps=1)
+
+
+def test_ddim_sample_x0_can_start_part_way():
+    """start = T - 1 is the default grid; a later start samples a partly noised z on its own grid."""
+    s = NoiseSchedule("cosine", 100)
+    oracle = GaussianOracle(s, mean=0.3, std=0.5, prediction_type="v_prediction")
+    z = torch.randn(4, 1, 4, 4, generator=gen(3)).double()
+    assert torch.equal(ddim_sample_x0(oracle, s, z, 8, prediction_type="v_prediction", start=99),
+                       ddim_sample_x0(oracle, s, z, 8, prediction_type="v_prediction"))
+    late = ddim_sample_x0(oracle, s, z, 8, prediction_type="v_prediction", start=40)
+    assert not torch.allclose(late, ddim_sample_x0(oracle, s, z, 8, prediction_type="v_prediction"))
+    for bad in (-1, 100):
+        with pytest.raises(ValueError, match="start"):
+            ddim_sample_x0(oracle, s, z, 8, prediction_type="v_prediction", start=bad)
