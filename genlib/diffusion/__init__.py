@@ -13,6 +13,7 @@ follow diffusers' schedulers (``betas``, ``alphas_cumprod``, ``prediction_type``
 :func:`diffusion_loss`       Algorithm 2 / eq. 14, with ``simple``, ``x0`` or ``min_snr`` weights
 :func:`ddpm_sample`          ancestral sampling, Algorithm 5 (fixed small or large variance)
 :func:`ddim_sample`          DDIM, eq. 23, any steps, eta, spacing, clipping, thresholding, CFG
+:func:`sample`               the one reverse-diffusion loop, driven by a :class:`Sampler`
 :mod:`guidance`              CFG convention and conversions, static / dynamic thresholding
 ===========================  ===============================================================
 """
@@ -22,13 +23,14 @@ from genlib.diffusion.forward import q_mean_variance, q_posterior, q_sample, q_s
 from genlib.diffusion.losses import WEIGHTINGS, diffusion_loss, loss_weight
 from genlib.diffusion.parameterisation import PREDICTION_TYPES, convert, target, to_x0_eps, v_from
 from genlib.diffusion.samplers import (
-    SPACINGS, SampleOutput, Trajectory, ddim_sample, ddim_sigma, ddpm_sample, predict_eps, reverse_step, timesteps,
+    SPACINGS, Sampler, SampleOutput, Trajectory, ddim_sample, ddim_sigma, ddpm_sample, predict, reverse_step,
+    sample, timesteps,
 )
 from genlib.diffusion.schedules import KINDS, NoiseSchedule
 
 __all__ = [
-    "KINDS", "PREDICTION_TYPES", "SPACINGS", "WEIGHTINGS", "NoiseSchedule", "SampleOutput", "Trajectory",
+    "KINDS", "PREDICTION_TYPES", "SPACINGS", "WEIGHTINGS", "NoiseSchedule", "SampleOutput", "Sampler", "Trajectory",
     "convert", "ddim_sample", "ddim_sigma", "ddpm_sample", "diffusion_loss", "guidance", "loss_weight",
-    "predict_eps", "q_mean_variance", "q_posterior", "q_sample", "q_step", "reverse_step", "target",
+    "predict", "q_mean_variance", "q_posterior", "q_sample", "q_step", "reverse_step", "sample", "target",
     "timesteps", "to_x0_eps", "v_from",
 ]

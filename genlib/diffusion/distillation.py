@@ -39,8 +39,9 @@ from typing import Any, Callable
 import torch
 
 from genlib import config, train
+from genlib.diffusion import guidance
 from genlib.diffusion.parameterisation import check_prediction_type, to_x0_eps
-from genlib.diffusion.samplers import timesteps
+from genlib.diffusion.samplers import Sampler, predict, reverse_step, sample, timesteps
 from genlib.diffusion.schedules import NoiseSchedule
 
 WEIGHTINGS = ("snr_plus_one", "truncated_snr")
@@ -97,12 +98,6 @@ def abar_at(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> tor
 # ----------------------------------------------------------------------------- calling a model
 
 
-def _call(model, z: torch.Tensor, t: torch.Tensor, cond: Any = None, w: torch.Tensor | None = None) -> torch.Tensor:
-    if w is not None:
-        return model(z, t, cond, w)
-    return model(z, t) if cond is None else model(z, t, cond)
-
-
 def predict_x0(model, schedule: NoiseSchedule, z_t: torch.Tensor, t: torch.Tensor, *, prediction_type: str,
                cond: Any = None, uncond: Any = None, guidance_scale: float | torch.Tensor = 1.0,
                w: torch.Tensor | None = None, clip: float | None = None) -> torch.Tensor:
@@ -114,15 +109,14 @@ def predict_x0(model, schedule: NoiseSchedule, z_t: torch.Tensor, t: torch.Tenso
     guidance-conditioned network as its fourth argument. ``clip`` clips x0 to ``[-clip, clip]``.
     """
     check_prediction_type(prediction_type)
-    out = _call(model, z_t, t, cond, w)
-    unguided = not isinstance(guidance_scale, torch.Tensor) and float(guidance_scale) == 1.0
-    if not unguided and uncond is None:
-        raise ValueError("a guidance scale other than 1 needs uncond (the unconditional model's condition)")
-    if not unguided:
+    extra = () if w is None else (w,)
+    out = guidance.model_output(model, z_t, t, cond, *extra)
+    if not guidance.is_unguided(guidance_scale):
+        if uncond is None:
+            raise ValueError("a guidance scale other than 1 needs uncond (the unconditional model's condition)")
         s = torch.as_tensor(guidance_scale, dtype=out.dtype, device=out.device)
-        s = s.reshape(-1, *[1] * (out.ndim - 1)) if s.ndim else s
-        out_u = _call(model, z_t, t, uncond, w)
-        out = out_u + s * (out - out_u)
+        out = guidance.cfg_combine(out, guidance.model_output(model, z_t, t, uncond, *extra),
+                                   s.reshape(-1, *[1] * (out.ndim - 1)) if s.ndim else s)
     abar = abar_at(schedule, t, z_t)
     x0 = to_x0_eps(out.to(z_t.dtype), z_t, abar, prediction_type)[0]
     return x0 if clip is None else x0.clamp(-clip, clip)
@@ -136,11 +130,27 @@ def teacher_two_steps(teacher, schedule: NoiseSchedule, z_t: torch.Tensor, t: to
     ``predict`` goes to :func:`predict_x0` (``prediction_type``, ``cond``, guidance, ``w``, ``clip``)."""
     half = len(schedule) // (2 * num_steps)
     t_mid, t_end = t - half, t - 2 * half
-    z = z_t
-    for a, b in ((t, t_mid), (t_mid, t_end)):
-        x0 = predict_x0(teacher, schedule, z, a, **predict)
-        z = ddim_step_x0(z, x0, abar_at(schedule, a, z), abar_at(schedule, b, z))
-    return z, t_end
+    z_mid = step_between(teacher, schedule, z_t, t, t_mid, **predict)
+    return step_between(teacher, schedule, z_mid, t_mid, t_end, **predict), t_end
+
+
+@torch.no_grad()
+def step_between(model, schedule: NoiseSchedule, z: torch.Tensor, t: torch.Tensor, u: torch.Tensor, *,
+                 prediction_type: str, cond: Any = None, uncond: Any = None,
+                 guidance_scale: float | torch.Tensor = 1.0, w: torch.Tensor | None = None,
+                 clip: float | None = None) -> torch.Tensor:
+    """One deterministic DDIM step of ``model`` from ``z`` at timesteps ``t`` to ``u`` (both ``b``,
+    one per sample; ``-1`` = the clean image): the samplers' own step
+    (:func:`genlib.diffusion.samplers.reverse_step`, float64 coefficients), which equals
+    :func:`ddim_step_x0` with the model's x0."""
+    table = torch.cat([torch.ones(1, dtype=torch.float64), schedule.alphas_cumprod])
+    abar_t, abar_u = (table[torch.as_tensor(s).long().cpu() + 1].to(z.device) for s in (t, u))
+    out, out_u = predict(model, z, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
+                         model_inputs=() if w is None else (w,))
+    threshold = None if clip is None else guidance.Threshold.static(clip)
+    return reverse_step(z, out.to(z.dtype), abar_t, abar_u, prediction_type=prediction_type,
+                        pred_uncond=None if out_u is None else out_u.to(z.dtype), guidance_scale=guidance_scale,
+                        threshold=threshold)[0]
 
 
 def loss_weight(abar: torch.Tensor, weighting: str = "snr_plus_one") -> torch.Tensor:
@@ -267,25 +277,20 @@ def guidance_distillation_loss(student, teacher, schedule: NoiseSchedule, x: tor
 def ddim_sample_x0(model, schedule: NoiseSchedule, z: torch.Tensor, num_steps: int, *, prediction_type: str,
                    cond: Any = None, uncond: Any = None, guidance_scales=None, w: torch.Tensor | None = None,
                    clip: float | None = None, start: int | None = None) -> torch.Tensor:
-    """Deterministic DDIM on the trailing grid written with :func:`ddim_step_x0`, as a student samples.
+    """Deterministic DDIM on the trailing grid, as a student samples: the one sampling loop,
+    :func:`genlib.diffusion.samplers.sample` (each step equals :func:`ddim_step_x0` with the model's x0).
 
     ``start``: the timestep ``z`` is at (default ``T - 1``, pure noise); a later start samples
     from a partly noised ``z``, e.g. where the SNR is 1e-2 (chapter 13's control).
 
     ``guidance_scales``: one guidance scale per step (genlib's convention; e.g. an oscillating
-    schedule) or ``None`` for none. Equals :func:`genlib.diffusion.ddim_sample` with
-    ``spacing="trailing"`` and ``eta=0`` for a constant scale.
+    schedule) or ``None`` for none. ``w`` goes to a guidance-conditioned student after ``cond``.
+    Equals :func:`genlib.diffusion.ddim_sample` with ``spacing="trailing"`` and ``eta=0`` for a
+    constant scale.
     """
-    if start is not None and not 0 <= start < len(schedule):
-        raise ValueError(f"start must be a timestep in [0, {len(schedule) - 1}], got {start}")
-    steps = timesteps(len(schedule) if start is None else start + 1, num_steps, "trailing") + [-1]
-    if guidance_scales is not None and len(guidance_scales) != num_steps:
-        raise ValueError(f"need one guidance scale per step ({num_steps}), got {len(guidance_scales)}")
-    b = z.shape[0]
-    for i, (t, u) in enumerate(zip(steps[:-1], steps[1:])):
-        tt = torch.full((b,), t, dtype=torch.long, device=z.device)
-        scale = 1.0 if guidance_scales is None else float(guidance_scales[i])
-        x0 = predict_x0(model, schedule, z, tt, prediction_type=prediction_type, cond=cond, uncond=uncond,
-                        guidance_scale=scale, w=w, clip=clip)
-        z = ddim_step_x0(z, x0, abar_at(schedule, tt, z), abar_at(schedule, torch.full((b,), u), z))
-    return z
+    scales = None if guidance_scales is None else guidance.Guidance(uncond, list(guidance_scales))
+    if scales is not None and len(scales.scale) != num_steps:
+        raise ValueError(f"need one guidance scale per step ({num_steps}), got {len(scales.scale)}")
+    sampler = Sampler(schedule, num_steps, spacing="trailing", start=start, prediction_type=prediction_type,
+                      threshold=None if clip is None else guidance.Threshold.static(clip))
+    return sample(model, sampler, z, cond=cond, guide=scales, model_inputs=() if w is None else (w,)).sample

@@ -25,14 +25,18 @@ Thresholding acts on the predicted clean image ``x0`` (not on the noise predicti
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Sequence
+from numbers import Real
 from typing import Any
 
 import torch
 
 
-def model_output(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
-    """``model(x_t, t)`` or ``model(x_t, t, cond)``, checking that the output has ``x_t``'s shape."""
-    out = model(x_t, t) if cond is None else model(x_t, t, cond)
+def model_output(model: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Any = None, *extra) -> torch.Tensor:
+    """``model(x_t, t[, cond][, *extra])`` (e.g. a student's guidance weight), checking the output's shape."""
+    out = model(x_t, t, cond, *extra) if extra else model(x_t, t) if cond is None else model(x_t, t, cond)
     if not isinstance(out, torch.Tensor) or out.shape != x_t.shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the model must return a prediction of x_t's layout b ... and shape {tuple(x_t.shape)}, got {got}")
@@ -109,3 +113,71 @@ def dynamic_threshold(x0: torch.Tensor, percentile: float = 0.995, max_value: fl
     """``clip(x0_i, -s_i, s_i) / s_i`` with :func:`dynamic_threshold_scale`'s ``s_i``."""
     s = dynamic_threshold_scale(x0, percentile, max_value).to(x0.dtype).reshape(-1, *[1] * (x0.ndim - 1))
     return torch.minimum(torch.maximum(x0, -s), s) / s
+
+
+# ----------------------------------------------------------------------------- the sampler's options
+
+
+@dataclasses.dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance as a sampler takes it: the unconditional input and the scale.
+
+    ``scale`` (genlib's convention, ``s = 1``: no guidance) is one number, one number per sampling
+    step (e.g. an oscillating schedule), or a tensor of one scale per sample (``b``), as a
+    guidance-distillation teacher draws them.
+    """
+
+    uncond: Any
+    scale: float | Sequence[float] | torch.Tensor = 1.0
+
+    def __post_init__(self):
+        if self.uncond is None:
+            raise ValueError("Guidance needs uncond (the condition of the unconditional prediction)")
+        scales = self.scale.flatten().tolist() if isinstance(self.scale, torch.Tensor) else (
+            list(self.scale) if isinstance(self.scale, Sequence) else [self.scale])
+        if not scales or not all(isinstance(s, Real) and not isinstance(s, bool) and math.isfinite(s) for s in scales):
+            raise ValueError(f"guidance scale must be finite numbers (1 = no guidance), got {self.scale!r}")
+
+    def at(self, step: int, num_steps: int) -> float | torch.Tensor:
+        """The scale at sampling step ``step`` of ``num_steps``."""
+        if isinstance(self.scale, Sequence) and not isinstance(self.scale, str):
+            if len(self.scale) != num_steps:
+                raise ValueError(f"need one guidance scale per step ({num_steps}), got {len(self.scale)}")
+            return float(self.scale[step])
+        return self.scale if isinstance(self.scale, torch.Tensor) else float(self.scale)
+
+
+def is_unguided(scale: float | torch.Tensor) -> bool:
+    """True when ``scale`` is the number 1 (the conditional prediction alone: no second call)."""
+    return not isinstance(scale, torch.Tensor) and float(scale) == 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    """What a sampler does to each step's predicted x0: ``kind="static"`` clips to
+    ``[-limit, limit]``; ``kind="dynamic"`` is Imagen's per-sample scale (``percentile`` of
+    ``|x0|``, at least 1 and at most ``cap``) of :func:`dynamic_threshold_scale`."""
+
+    kind: str = "static"
+    limit: float = 1.0
+    percentile: float = 0.995
+    cap: float | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("static", "dynamic"):
+            raise ValueError(f"unknown threshold kind {self.kind!r}; expected 'static' or 'dynamic'")
+        if not (isinstance(self.limit, Real) and 0 < self.limit < math.inf):
+            raise ValueError(f"the static limit must be a positive finite number (x0 is clipped to [-c, c]), "
+                             f"got {self.limit!r}")
+        if self.kind == "dynamic" and not 0 < self.percentile <= 1:
+            raise ValueError(f"percentile must be in (0, 1], got {self.percentile}")
+        if self.cap is not None and not self.cap >= 1:
+            raise ValueError(f"cap must be >= 1 (else thresholding is static clipping), got {self.cap}")
+
+    @classmethod
+    def static(cls, limit: float = 1.0) -> "Threshold":
+        return cls("static", limit=limit)
+
+    @classmethod
+    def dynamic(cls, percentile: float = 0.995, cap: float | None = None) -> "Threshold":
+        return cls("dynamic", percentile=percentile, cap=cap)

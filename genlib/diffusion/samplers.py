@@ -19,7 +19,12 @@ variance (the mean in step 5 equals the posterior mean of :func:`genlib.diffusio
 DDPM's "fixed large" variance (sigma^2 = beta_t) keeps that mean and adds ``sqrt(beta_t) z``.
 
 Stages 1-5 run in :func:`genlib.kernels.sampler_step` (a fused Triton kernel on CUDA, its plain
-PyTorch reference elsewhere).
+PyTorch reference elsewhere), called by :func:`reverse_step`. Everything in genlib that samples goes
+through one loop, :func:`sample`, driven by a :class:`Sampler` (timesteps chosen once, then a
+``step`` per timestep, in the manner of diffusers' schedulers), with guidance and thresholding as
+small objects (:class:`~genlib.diffusion.guidance.Guidance`, :class:`~genlib.diffusion.guidance.Threshold`).
+:func:`ddim_sample` and :func:`ddpm_sample` are that loop with keyword options; the distilled
+students, Make-A-Video's frame refinement and every model's ``sample`` use it too.
 
 Spacings of ``n`` steps among ``T`` (diffusers' ``timestep_spacing``):
 
@@ -39,7 +44,7 @@ import torch
 
 from genlib import config
 from genlib.diffusion import guidance
-from genlib.diffusion.parameterisation import check_prediction_type, to_x0_eps
+from genlib.diffusion.parameterisation import check_prediction_type
 from genlib.diffusion.schedules import NoiseSchedule
 from genlib.kernels import sampler_step
 
@@ -114,97 +119,191 @@ def ddim_sigma(abar_t: float, abar_prev: float, eta: float) -> float:
     return float(eta * np.sqrt((1 - abar_prev) / (1 - abar_t)) * np.sqrt(1 - abar_t / abar_prev))
 
 
-def predict_eps(model, x_t: torch.Tensor, t: int, abar_t: float, *, prediction_type: str = "epsilon",
-                cond: Any = None, uncond: Any = None, guidance_scale: float = 1.0
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(eps_cond, eps_uncond)`` at timestep ``t`` (``eps_uncond`` is ``None`` without guidance).
+def predict(model, x_t: torch.Tensor, t: int | torch.Tensor, *, cond: Any = None, uncond: Any = None,
+            guidance_scale: float | torch.Tensor = 1.0, model_inputs: tuple = ()
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The network's outputs ``(pred_cond, pred_uncond)`` at timestep ``t`` (``pred_uncond`` is
+    ``None`` without guidance), of whatever kind it predicts; guidance combines them in the step.
 
-    The network's output is converted to a noise prediction; guidance combines the two later.
-    One batched call when ``cond`` and ``uncond`` are tensors, two calls otherwise.
+    ``t`` is one timestep or one per sample (``b``). One batched call when ``cond`` and ``uncond``
+    are tensors, two calls otherwise. ``model_inputs`` go to the network after ``cond`` (e.g. the
+    guidance weight ``w`` of a guidance-conditioned student).
     """
-    tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    guided = uncond is not None and guidance_scale != 1.0
+    b = x_t.shape[0]
+    tt = (t.to(device=x_t.device, dtype=torch.long) if isinstance(t, torch.Tensor)
+          else torch.full((b,), t, dtype=torch.long, device=x_t.device))
+    guided = uncond is not None and not guidance.is_unguided(guidance_scale)
     if guided and isinstance(cond, torch.Tensor) and isinstance(uncond, torch.Tensor):
-        both = guidance.model_output(model, torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([cond, uncond]))
-        out_c, out_u = both.chunk(2)
-    else:
-        out_c = guidance.model_output(model, x_t, tt, cond)
-        out_u = guidance.model_output(model, x_t, tt, uncond) if guided else None
-    def to_eps(out):
-        return out if out is None or prediction_type == "epsilon" else to_x0_eps(out, x_t, abar_t, prediction_type)[1]
-
-    return to_eps(out_c), to_eps(out_u)
+        extra = tuple(torch.cat([e, e]) if isinstance(e, torch.Tensor) else e for e in model_inputs)
+        both = guidance.model_output(model, torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([cond, uncond]),
+                                     *extra)
+        return tuple(both.chunk(2))
+    out_c = guidance.model_output(model, x_t, tt, cond, *model_inputs)
+    return out_c, guidance.model_output(model, x_t, tt, uncond, *model_inputs) if guided else None
 
 
-def reverse_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_prev: float, *, sigma: float = 0.0,
-                 noise: torch.Tensor | None = None, eps_uncond: torch.Tensor | None = None,
-                 guidance_scale: float = 1.0, clip_sample: float | None = None,
-                 dynamic_percentile: float | None = None, dynamic_max: float | None = None,
+def _per_sample(c, x: torch.Tensor):
+    """A float stays a float; a ``b`` tensor becomes ``b 1 ...`` in float32, to broadcast against ``x``."""
+    return c.to(device=x.device, dtype=torch.float32).reshape(-1, *[1] * (x.ndim - 1)) if isinstance(c, torch.Tensor) else c
+
+
+def reverse_step(x_t: torch.Tensor, pred: torch.Tensor, abar_t: float | torch.Tensor,
+                 abar_prev: float | torch.Tensor, *, prediction_type: str = "epsilon", sigma: float = 0.0,
+                 noise: torch.Tensor | None = None, pred_uncond: torch.Tensor | None = None,
+                 guidance_scale: float | torch.Tensor = 1.0, threshold: guidance.Threshold | None = None,
                  noise_std: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One reverse step, stages 2-5 of the module docstring; returns ``(x_prev, x0)``.
+    """One reverse step, stages 1-5 of the module docstring; returns ``(x_prev, x0)``.
 
-    ``sigma`` sets the mean's noise direction ``sqrt(1 - abar_prev - sigma^2)`` and, unless
-    ``noise_std`` is given, the standard deviation of the added ``noise``. DDPM's fixed-large
-    variance keeps the posterior mean (``sigma`` = DDIM's eta = 1 value) and adds
-    ``noise_std = sqrt(beta_t)`` instead.
+    ``pred`` (and ``pred_uncond`` under guidance) is the network's output, of kind
+    ``prediction_type``. ``abar_t``, ``abar_prev`` are floats or one per sample (``b``; float64
+    keeps the step's coefficients exact). ``sigma`` sets the mean's noise direction
+    ``sqrt(1 - abar_prev - sigma^2)`` and, unless ``noise_std`` is given, the standard deviation of
+    the added ``noise``. DDPM's fixed-large variance keeps the posterior mean (``sigma`` = DDIM's
+    eta = 1 value) and adds ``noise_std = sqrt(beta_t)`` instead. Guidance is combined once: inside
+    the fused step, or here when the dynamic threshold needs the guided x0 first or the scale is one
+    per sample.
     """
-    if x_t.shape != eps.shape:
-        raise ValueError(f"eps must have x_t's layout b ... and shape {tuple(x_t.shape)}, got {tuple(eps.shape)}")
-    check_options(clip_sample, guidance_scale)
-    if clip_sample is not None and dynamic_percentile is not None:
-        raise ValueError("pass clip_sample or dynamic_percentile, not both")
+    if x_t.shape != pred.shape:
+        raise ValueError(f"the prediction must have x_t's layout b ... and shape {tuple(x_t.shape)}, "
+                         f"got {tuple(pred.shape)}")
+    if threshold is not None and not isinstance(threshold, guidance.Threshold):
+        raise ValueError(f"threshold must be a guidance.Threshold or None, got {threshold!r}")
+    check_prediction_type(prediction_type)
+    dynamic = threshold is not None and threshold.kind == "dynamic"
+    if pred_uncond is not None and (dynamic or isinstance(guidance_scale, torch.Tensor)):
+        pred = guidance.cfg_combine(pred, pred_uncond, _per_sample(guidance_scale, pred))  # guidance, once
+        pred_uncond, guidance_scale = None, 1.0
+    if not isinstance(guidance_scale, torch.Tensor):
+        check_options(None, guidance_scale)
     scale = None
-    if dynamic_percentile is not None:
-        e = eps if eps_uncond is None else guidance.cfg_combine(eps, eps_uncond, guidance_scale)
-        x0_raw = (x_t.float() - (1 - abar_t) ** 0.5 * e.float()) / abar_t ** 0.5
-        scale = guidance.dynamic_threshold_scale(x0_raw, dynamic_percentile, dynamic_max).to(x_t.device)
+    if dynamic:
+        a, s = _per_sample(abar_t, x_t) ** 0.5, _per_sample(1 - abar_t, x_t) ** 0.5
+        p, x = pred.float(), x_t.float()
+        x0_raw = (x - s * p) / a if prediction_type == "epsilon" else p if prediction_type == "sample" else a * x - s * p
+        scale = guidance.dynamic_threshold_scale(x0_raw, threshold.percentile, threshold.cap).to(x_t.device)
     inside = noise_std is None or noise_std == sigma  # the kernel adds sigma * noise itself
     x_prev, x0 = sampler_step(
-        x_t, eps, alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, sigma=sigma,
-        eps_uncond=eps_uncond, guidance_scale=guidance_scale,
-        noise=noise if inside else None, clip_sample_range=clip_sample, dynamic_threshold=scale,
+        x_t, pred, alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, sigma=sigma,
+        eps_uncond=pred_uncond, guidance_scale=guidance_scale, noise=noise if inside else None,
+        clip_sample_range=threshold.limit if threshold is not None and not dynamic else None, dynamic_threshold=scale,
+        prediction_type=prediction_type,
     )
     if not inside and noise is not None and noise_std > 0:
         x_prev = x_prev + noise_std * noise
     return x_prev, x0
 
 
+class Sampler:
+    """A reverse-diffusion sampler in the manner of diffusers' schedulers: the timesteps are
+    chosen once, then :meth:`step` maps the network's output at step ``i`` to the less noisy sample.
+
+    ``variance=None`` is DDIM with stochasticity ``eta`` (``num_steps`` steps, default 50);
+    ``"fixed_small"`` / ``"fixed_large"`` is DDPM's ancestral step (Algorithm 5; every timestep
+    unless ``num_steps``). ``start`` is the timestep the first sample is at (default ``T - 1``,
+    pure noise; a later one denoises a partly noised input, as SDEdit and frame refinement do).
+    ``threshold`` is applied to every step's x0. The step after the last timestep is the clean
+    image (``abar_prev = 1``) and adds no noise.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, num_steps: int | None = None, *, eta: float = 0.0,
+                 variance: str | None = None, spacing: str = "leading", start: int | None = None,
+                 prediction_type: str = "epsilon", threshold: guidance.Threshold | None = None):
+        check_prediction_type(prediction_type)
+        if variance is not None and variance not in VARIANCES:
+            raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)} (or None: DDIM)")
+        if not eta >= 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        T = len(schedule)
+        if start is not None and not (isinstance(start, (int, np.integer)) and 0 <= start < T):
+            raise ValueError(f"start must be a timestep in [0, {T - 1}], got {start!r}")
+        top = T if start is None else int(start) + 1
+        if num_steps is None:
+            num_steps = top if variance is not None else min(50, top)
+        self.timesteps = timesteps(top, num_steps, spacing)
+        self.eta, self.variance, self.prediction_type, self.threshold = eta, variance, prediction_type, threshold
+        self._abar = schedule.alphas_cumprod.tolist()  # float64, as python floats
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+    def abar(self, t: int) -> float:
+        """``alphas_cumprod[t]``, and 1 (the clean image) at ``t = -1``."""
+        return self._abar[t] if t >= 0 else 1.0
+
+    def prev(self, i: int) -> int:
+        """The timestep step ``i`` lands on (``-1`` after the last)."""
+        return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else -1
+
+    def noise_levels(self, abar_t: float, abar_prev: float) -> tuple[float, float]:
+        """``(sigma, std)``: the mean's sigma (DDIM eq. 16) and the added noise's standard deviation."""
+        sigma = ddim_sigma(abar_t, abar_prev, 1.0 if self.variance is not None else self.eta)
+        std = float(np.sqrt(1 - abar_t / abar_prev)) if self.variance == "fixed_large" else sigma  # sqrt(beta_t)
+        return sigma, std
+
+    def needs_noise(self, i: int) -> bool:
+        """Whether step ``i`` adds fresh noise (never the last step)."""
+        return self.prev(i) >= 0 and self.noise_levels(self.abar(self.timesteps[i]), self.abar(self.prev(i)))[1] > 0
+
+    def step(self, i: int, x_t: torch.Tensor, pred: torch.Tensor, *, pred_uncond: torch.Tensor | None = None,
+             guidance_scale: float | torch.Tensor = 1.0, noise: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``i`` from ``x_t`` (at ``timesteps[i]``) given the network's output there (and the
+        unconditional one under guidance); returns ``(x_prev, x0)``."""
+        a, ap = self.abar(self.timesteps[i]), self.abar(self.prev(i))
+        sigma, std = self.noise_levels(a, ap)
+        return reverse_step(x_t, pred.to(x_t.dtype), a, ap, prediction_type=self.prediction_type, sigma=sigma,
+                            noise=noise if self.needs_noise(i) else None, noise_std=std,
+                            pred_uncond=None if pred_uncond is None else pred_uncond.to(x_t.dtype),
+                            guidance_scale=guidance_scale, threshold=self.threshold)
+
+
 @torch.no_grad()
-def _run(model, schedule: NoiseSchedule, shape, *, x_T, steps: list[int], sigma_fn, std_fn,
-         prediction_type, cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max,
-         generator, device, record) -> SampleOutput:
-    check_prediction_type(prediction_type)
-    if x_T is None:
-        if shape is None:
-            raise ValueError("pass shape (b ...) or x_T")
-        x = _noise(shape, generator, device)
-    else:
-        if shape is not None and tuple(shape) != tuple(x_T.shape):
-            raise ValueError(f"shape {tuple(shape)} does not match x_T's shape {tuple(x_T.shape)}")
-        config.check_finite(x_T, "x_T")
-        x = x_T.to(device)
+def sample(model, sampler: Sampler, x: torch.Tensor, *, cond: Any = None, guide: guidance.Guidance | None = None,
+           model_inputs: tuple = (), generator: torch.Generator | None = None, record: bool = False) -> SampleOutput:
+    """Run ``sampler`` from ``x`` (at ``sampler.timesteps[0]``): genlib's one reverse-diffusion loop.
+
+    Each step calls ``model(x_t, t[, cond][, *model_inputs])`` (twice, or once on a doubled batch,
+    under ``guide``) and makes :meth:`Sampler.step` with its output.
+    Fresh noise is drawn on the CPU with ``generator``. ``record`` keeps every x_t and x0.
+    """
     if x.ndim < 2:
         raise ValueError(f"samples must have layout b ... (at least 2 dims), got shape {tuple(x.shape)}")
-    if guidance_scale != 1.0 and uncond is None:
-        raise ValueError("guidance_scale != 1 needs uncond (the condition for the unconditional prediction)")
-    abar = schedule.alphas_cumprod.tolist()
-    traj = Trajectory(list(steps), [x.detach().float().cpu()], []) if record else None
-    for i, t in enumerate(steps):
-        t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-        abar_t, abar_prev = abar[t], (abar[t_prev] if t_prev >= 0 else 1.0)
-        eps_c, eps_u = predict_eps(model, x, t, abar_t, prediction_type=prediction_type, cond=cond,
-                                   uncond=uncond, guidance_scale=guidance_scale)
-        sigma = sigma_fn(abar_t, abar_prev)
-        std = sigma if std_fn is None else std_fn(abar_t, abar_prev)
-        noise = _noise(x.shape, generator, device) if std > 0 and t_prev >= 0 else None  # none at the last step
-        x, x0 = reverse_step(x, eps_c.to(x.dtype), abar_t, abar_prev, sigma=sigma, noise=noise,
-                             noise_std=std, eps_uncond=eps_u, guidance_scale=guidance_scale,
-                             clip_sample=clip_sample, dynamic_percentile=dynamic_percentile,
-                             dynamic_max=dynamic_max)
+    traj = Trajectory(list(sampler.timesteps), [x.detach().float().cpu()], []) if record else None
+    for i, t in enumerate(sampler.timesteps):
+        scale = 1.0 if guide is None else guide.at(i, len(sampler))
+        out_c, out_u = predict(model, x, t, cond=cond, uncond=None if guide is None else guide.uncond,
+                               guidance_scale=scale, model_inputs=model_inputs)
+        noise = _noise(x.shape, generator, x.device) if sampler.needs_noise(i) else None
+        x, x0 = sampler.step(i, x, out_c, pred_uncond=out_u, guidance_scale=scale, noise=noise)
         if record:
             traj.xs.append(x.detach().float().cpu())
             traj.x0s.append(x0.detach().float().cpu())
     return SampleOutput(x, traj)
+
+
+def _start(shape, x_T, generator, device) -> torch.Tensor:
+    """``x_T`` on ``device``, or fresh noise of ``shape`` drawn with ``generator``."""
+    if x_T is None:
+        if shape is None:
+            raise ValueError("pass shape (b ...) or x_T")
+        return _noise(shape, generator, device)
+    if shape is not None and tuple(shape) != tuple(x_T.shape):
+        raise ValueError(f"shape {tuple(shape)} does not match x_T's shape {tuple(x_T.shape)}")
+    config.check_finite(x_T, "x_T")
+    return x_T.to(device)
+
+
+def _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max):
+    """The keyword options of :func:`ddim_sample` / :func:`ddpm_sample` as a Guidance and a Threshold."""
+    check_options(clip_sample, guidance_scale)
+    if clip_sample is not None and dynamic_percentile is not None:
+        raise ValueError("pass clip_sample or dynamic_percentile, not both")
+    if guidance_scale != 1.0 and uncond is None:
+        raise ValueError("guidance_scale != 1 needs uncond (the condition for the unconditional prediction)")
+    guide = guidance.Guidance(uncond, guidance_scale) if uncond is not None else None
+    threshold = (guidance.Threshold.static(clip_sample) if clip_sample is not None else
+                 guidance.Threshold.dynamic(dynamic_percentile, dynamic_max) if dynamic_percentile is not None else None)
+    return guide, threshold
 
 
 def _device(model, device):
@@ -228,14 +327,12 @@ def ddim_sample(model, schedule: NoiseSchedule, shape=None, *, num_steps: int = 
     classifier-free guidance with ``cond``, ``uncond`` and ``guidance_scale`` (genlib's convention,
     see :mod:`genlib.diffusion.guidance`); ``record`` keeps every x_t and predicted x0.
     """
-    if not eta >= 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    steps = timesteps(len(schedule), num_steps, spacing)
-    return _run(model, schedule, shape, x_T=x_T, steps=steps,
-                sigma_fn=lambda a, ap: ddim_sigma(a, ap, eta), std_fn=None,
-                prediction_type=prediction_type, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                clip_sample=clip_sample, dynamic_percentile=dynamic_percentile, dynamic_max=dynamic_max,
-                generator=generator, device=_device(model, device), record=record)
+    guide, threshold = _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max)
+    sampler = Sampler(schedule, num_steps, eta=eta, spacing=spacing, prediction_type=prediction_type,
+                      threshold=threshold)
+    device = _device(model, device)
+    return sample(model, sampler, _start(shape, x_T, generator, device), cond=cond, guide=guide,
+                  generator=generator, record=record)
 
 
 def ddpm_sample(model, schedule: NoiseSchedule, shape=None, *, variance: str = "fixed_small",
@@ -253,10 +350,9 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape=None, *, variance: str = "
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    steps = timesteps(len(schedule), len(schedule) if num_steps is None else num_steps, spacing)
-    sigma_fn = lambda a, ap: ddim_sigma(a, ap, 1.0)  # the mean is always the posterior mean
-    std_fn = None if variance == "fixed_small" else (lambda a, ap: float(np.sqrt(1 - a / ap)))  # sqrt(beta_t)
-    return _run(model, schedule, shape, x_T=x_T, steps=steps, sigma_fn=sigma_fn, std_fn=std_fn,
-                prediction_type=prediction_type, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                clip_sample=clip_sample, dynamic_percentile=dynamic_percentile, dynamic_max=dynamic_max,
-                generator=generator, device=_device(model, device), record=record)
+    guide, threshold = _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max)
+    sampler = Sampler(schedule, num_steps, variance=variance, spacing=spacing, prediction_type=prediction_type,
+                      threshold=threshold)
+    device = _device(model, device)
+    return sample(model, sampler, _start(shape, x_T, generator, device), cond=cond, guide=guide,
+                  generator=generator, record=record)

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from genlib.kernels.sampler import Coefficient, check_sampler_inputs, step_coefficients
+from genlib.kernels.sampler import Coefficient, check_prediction, check_sampler_inputs, step_coefficients
 
 
 @triton.jit
@@ -35,6 +35,7 @@ def _sampler_step_kernel(
     HAS_NOISE: tl.constexpr,
     CLIP_STATIC: tl.constexpr,  # x0 clipped to [-clip, clip]
     CLIP_DYNAMIC: tl.constexpr,  # x0 clipped to [-s_i, s_i] and divided by s_i
+    PRED: tl.constexpr,  # what the predictions are: 0 epsilon, 1 sample (x0), 2 v
     BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -50,12 +51,20 @@ def _sampler_step_kernel(
 
     x = tl.load(X + offs, mask=ok, other=0.0).to(tl.float32)
     # 1. classifier-free guidance
-    eps = tl.load(EPS_C + offs, mask=ok, other=0.0).to(tl.float32)
+    pred = tl.load(EPS_C + offs, mask=ok, other=0.0).to(tl.float32)
     if GUIDED:
-        eps_u = tl.load(EPS_U + offs, mask=ok, other=0.0).to(tl.float32)
-        eps = eps_u + guidance_scale * (eps - eps_u)
-    # 2. predicted clean sample
-    x0 = (x - s_t * eps) / a_t
+        pred_u = tl.load(EPS_U + offs, mask=ok, other=0.0).to(tl.float32)
+        pred = pred_u + guidance_scale * (pred - pred_u)
+    # 2. the clean sample and the noise the prediction implies
+    if PRED == 0:  # epsilon
+        eps = pred
+        x0 = (x - s_t * eps) / a_t
+    elif PRED == 1:  # sample
+        x0 = pred
+        eps = (x - a_t * x0) / s_t
+    else:  # v_prediction
+        x0 = a_t * x - s_t * pred
+        eps = s_t * x + a_t * pred
     # 3. clipping, and 4. the noise direction recomputed from the clipped x0
     if CLIP_STATIC:
         x0 = tl.minimum(tl.maximum(x0, -clip), clip)
@@ -90,8 +99,10 @@ def sampler_step_triton(
     noise: torch.Tensor | None = None,
     clip_sample_range: float | None = None,
     dynamic_threshold: torch.Tensor | None = None,
+    prediction_type: str = "epsilon",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the fused step (arguments as :func:`genlib.kernels.sampler.sampler_step`); forward only."""
+    pred_kind = check_prediction(prediction_type)
     check_sampler_inputs(
         x_t, eps_cond, eps_uncond, noise,
         dict(alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma,
@@ -123,6 +134,7 @@ def sampler_step_triton(
         HAS_NOISE=noise is not None,
         CLIP_STATIC=clip_sample_range is not None,
         CLIP_DYNAMIC=dynamic_threshold is not None,
+        PRED=pred_kind,
         BLOCK=block,
         num_warps=4,
     )

@@ -34,10 +34,8 @@ from torch import nn
 
 from genlib import config, train
 from genlib.data import moving
-from genlib.diffusion import NoiseSchedule, diffusion_loss
-from genlib.diffusion.distillation import ddim_step_x0
-from genlib.diffusion.parameterisation import to_x0_eps
-from genlib.diffusion.samplers import timesteps
+from genlib.diffusion import NoiseSchedule, Sampler, diffusion_loss, q_sample, sample
+from genlib.diffusion.guidance import Threshold
 from genlib.nn.attention import AttentionBlock2d
 from genlib.nn.embeddings import batch_timesteps
 from genlib.nn.unet import UNet
@@ -173,14 +171,11 @@ def refine_frames(model: nn.Module, schedule: NoiseSchedule, clips: torch.Tensor
     noise = torch.randn(shape, generator=generator).to(clips.device).expand_as(clips)  # drawn on the CPU
     T = len(schedule)
     t0 = max(1, min(T, round(strength * T))) - 1
-    steps = timesteps(t0 + 1, num_steps, "trailing") + [-1]  # t0, ..., then the clean end
-    abar = lambda s: schedule.alphas_cumprod[s].item() if s >= 0 else 1.0  # noqa: E731
-    z = abar(t0) ** 0.5 * clips + (1 - abar(t0)) ** 0.5 * noise  # q(x_t0 | x0), eq. 12
+    z = q_sample(schedule, clips, t0, noise)  # q(x_t0 | x0), eq. 12
     z = rearrange(z, "b t c h w -> (b t) c h w").to(dev)  # frames are independent images
-    for s, u in zip(steps[:-1], steps[1:]):
-        pred = model(z, torch.full((z.shape[0],), s, dtype=torch.long, device=dev))
-        x0, _ = to_x0_eps(pred, z, abar(s), prediction_type)
-        z = ddim_step_x0(z, x0.clamp(-1, 1), abar(s), abar(u))
+    sampler = Sampler(schedule, num_steps, spacing="trailing", start=t0, prediction_type=prediction_type,
+                      threshold=Threshold.static(1.0))  # DDIM from t0, the one sampling loop
+    z = sample(model, sampler, z).sample
     return rearrange(z, "(b t) c h w -> b t c h w", b=b).clamp(-1, 1).to(clips.device)
 
 

@@ -216,3 +216,135 @@ def test_non_finite_start_noise_is_an_error(sampler, bad):
     x_T[1, 2] = bad
     with pytest.raises(ValueError, match="x_T holds NaN or inf"):
         sampler(_zero_eps, NoiseSchedule("cosine", 20), x_T=x_T, num_steps=2)
+
+
+# ----------------------------------------------------------------------------- one step, one loop (issue 16)
+
+
+def test_v_prediction_step_is_exact_at_the_noisy_end_of_a_cosine_schedule():
+    """At t = T - 1 of cosine T = 1024 (abar = 2.3e-9) x0 = a x_t - s v is well conditioned, but
+    x0 recovered through eps divides by a = 4.8e-5: the step must read x0 from v directly."""
+    s = NoiseSchedule("cosine", 1024)
+    abar = s.alphas_cumprod
+    t, prev = 1023, 959
+    x0 = torch.rand(8, 64, generator=gen(1), dtype=torch.float64) * 2 - 1
+    eps = torch.randn(8, 64, generator=gen(2), dtype=torch.float64)
+    a, sd = abar[t].sqrt(), (1 - abar[t]).sqrt()
+    x_t, v = a * x0 + sd * eps, a * eps - sd * x0
+    want_prev = abar[prev].sqrt() * x0 + (1 - abar[prev]).sqrt() * eps  # DDIM, eta = 0, exact x0 and eps
+    x_prev, x0_hat = reverse_step(x_t.float(), v.float(), abar[t].item(), abar[prev].item(),
+                                  prediction_type="v_prediction")
+    assert (x0_hat.double() - x0).abs().max() < 1e-5
+    assert (x_prev.double() - want_prev).abs().max() < 1e-5
+    # the route through eps is what this guards against: 1e-3 off
+    a32, sd32 = a.float(), sd.float()
+    eps_route = sd32 * x_t.float() + a32 * v.float()  # eps from v in float32, then x0 from eps
+    x0_via_eps = (x_t.float() - sd32 * eps_route) / a32
+    assert (x0_via_eps.double() - x0).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_every_prediction_type_steps_to_the_same_point(prediction_type):
+    """The step reads x0 and eps from any kind of prediction; for an exact prediction all three land
+    where the float64 DDIM update does (eta = 0 and eta = 1 with the same noise)."""
+    from genlib.diffusion import target
+    s = NoiseSchedule("linear", 100)
+    x0 = torch.rand(4, 32, generator=gen(3), dtype=torch.float64) * 2 - 1
+    eps = torch.randn(4, 32, generator=gen(4), dtype=torch.float64)
+    z = torch.randn(4, 32, generator=gen(5))
+    for t, prev in ((99, 49), (30, 0), (5, -1)):
+        ab, ap = s.alphas_cumprod[t].item(), (s.alphas_cumprod[prev].item() if prev >= 0 else 1.0)
+        x_t = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * eps
+        pred = target(prediction_type, x0, eps, ab)
+        for eta in (0.0, 1.0):
+            sig = ddim_sigma(ab, ap, eta) if prev >= 0 else 0.0
+            want = ap ** 0.5 * x0 + max(1 - ap - sig ** 2, 0) ** 0.5 * eps + sig * z.double()
+            got, _ = reverse_step(x_t.float(), pred.float(), ab, ap, prediction_type=prediction_type, sigma=sig,
+                                  noise=z)
+            assert (got.double() - want).abs().max() < 1e-4, (t, prev, eta)
+
+
+def test_sampler_timesteps_start_and_last_step():
+    from genlib.diffusion import Sampler
+    s = NoiseSchedule("linear", 100)
+    assert Sampler(s, 4, spacing="trailing").timesteps == [99, 74, 49, 24]
+    part = Sampler(s, 4, spacing="trailing", start=39)
+    assert part.timesteps == [39, 29, 19, 9] and part.prev(3) == -1 and part.abar(-1) == 1.0
+    ddpm = Sampler(s, variance="fixed_small")
+    assert len(ddpm) == 100 and not ddpm.needs_noise(99) and ddpm.needs_noise(0)
+    assert not Sampler(s, 10).needs_noise(3)  # DDIM, eta = 0
+    with pytest.raises(ValueError, match="start must be a timestep"):
+        Sampler(s, 4, start=100)
+    with pytest.raises(ValueError, match="unknown variance"):
+        Sampler(s, variance="learned")
+
+
+def test_guidance_and_threshold_objects_check_their_fields():
+    with pytest.raises(ValueError, match="needs uncond"):
+        guidance.Guidance(None, 3.0)
+    with pytest.raises(ValueError, match="finite"):
+        guidance.Guidance(torch.zeros(1), [1.0, float("nan")])
+    g = guidance.Guidance(torch.zeros(1), [1.0, 2.0, 3.0])
+    assert g.at(1, 3) == 2.0
+    with pytest.raises(ValueError, match="one guidance scale per step"):
+        g.at(0, 4)
+    with pytest.raises(ValueError, match="unknown threshold kind"):
+        guidance.Threshold("percentile")
+    with pytest.raises(ValueError, match="positive finite"):
+        guidance.Threshold.static(0.0)
+    with pytest.raises(ValueError, match="cap must be >= 1"):
+        guidance.Threshold.dynamic(0.9, cap=0.5)
+
+
+def test_per_step_guidance_and_model_inputs_reach_the_network():
+    """The loop passes one scale per step (an oscillating schedule) and extra inputs after cond."""
+    from genlib.diffusion import Sampler, sample
+    s = NoiseSchedule("linear", 50)
+    seen = []
+
+    def net(x, t, cond, w):
+        seen.append((x.shape[0], float(w[0])))
+        return 0.1 * x + cond
+
+    cond, uncond, w = torch.ones(2, 3), torch.zeros(2, 3), torch.full((2,), 0.25)
+    out = sample(net, Sampler(s, 3), torch.randn(2, 3, generator=gen()), cond=cond,
+                 guide=guidance.Guidance(uncond, [1.0, 4.0, 1.0]), model_inputs=(w,))
+    assert [n for n, _ in seen] == [2, 4, 2]  # guided step: one call on the doubled batch
+    assert all(wv == 0.25 for _, wv in seen) and torch.isfinite(out.sample).all()
+
+
+def test_dynamic_threshold_combines_guidance_once(monkeypatch):
+    """With dynamic thresholding the guided prediction is formed once, before the threshold, and the
+    fused step gets it with no unconditional input (it was formed twice before)."""
+    from genlib.diffusion import samplers
+    calls, kernel_uncond = [], []
+    real_combine, real_step = guidance.cfg_combine, samplers.sampler_step
+    monkeypatch.setattr(guidance, "cfg_combine", lambda *a: calls.append(1) or real_combine(*a))
+    monkeypatch.setattr(samplers, "sampler_step", lambda *a, **k: kernel_uncond.append(k["eps_uncond"]) or real_step(*a, **k))
+    x_t, p_c, p_u = (torch.randn(2, 16, generator=gen(i)) for i in range(3))
+    x_prev, x0 = reverse_step(x_t, p_c, 0.5, 0.8, pred_uncond=p_u, guidance_scale=3.0,
+                              threshold=guidance.Threshold.dynamic(0.9))
+    assert calls == [1] and kernel_uncond == [None]
+    ref_prev, ref_x0 = reverse_step(x_t, real_combine(p_c, p_u, 3.0), 0.5, 0.8, threshold=guidance.Threshold.dynamic(0.9))
+    assert torch.equal(x_prev, ref_prev) and torch.equal(x0, ref_x0)
+
+
+def test_genlib_has_one_reverse_diffusion_loop():
+    """Every sampler in genlib runs through ``samplers.sample``: no other module steps a sample
+    (``reverse_step`` / ``sampler_step`` / ``ddim_step_x0`` called inside a ``for`` or ``while``)."""
+    import ast
+    import genlib
+    root = Path(genlib.__file__).parent
+    steppers = {"reverse_step", "sampler_step", "ddim_step_x0", "step_between"}
+    loops = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.For, ast.While)):
+                for call in ast.walk(node):
+                    if isinstance(call, ast.Call):
+                        f = call.func
+                        name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+                        on_sampler = isinstance(f, ast.Attribute) and "sampler" in ast.unparse(f.value)
+                        if name in steppers or (name == "step" and on_sampler):
+                            loops.append(f"{path.relative_to(root)}:{node.lineno} ({name})")
+    assert len(loops) == 1 and loops[0].startswith("diffusion/samplers.py"), loops

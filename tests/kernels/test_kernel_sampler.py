@@ -13,7 +13,7 @@ TOLERANCE = {torch.float32: (2e-5, 2e-5), torch.float16: (4e-3, 2e-3), torch.bfl
 
 def random_arguments(rng: random.Random, gen: torch.Generator, dtype: torch.dtype):
     """x_t, eps_cond and a random mix of the step's options: guidance, per-sample coefficients,
-    noise, static or dynamic clipping."""
+    noise, static or dynamic clipping, what the prediction is."""
     b = rng.randint(1, 4)
     shape = (b, *[rng.randint(1, 9) for _ in range(rng.randint(0, 3))])
     x_t, eps_cond = (torch.randn(shape, generator=gen).to(dtype) for _ in range(2))
@@ -34,6 +34,7 @@ def random_arguments(rng: random.Random, gen: torch.Generator, dtype: torch.dtyp
         kwargs.update(clip_sample_range=rng.uniform(0.5, 2))
     if clip == "dynamic":
         kwargs.update(dynamic_threshold=1 + torch.rand(b, generator=gen))
+    kwargs.update(prediction_type=rng.choice(["epsilon", "sample", "v_prediction"]))
     return x_t, eps_cond, kwargs
 
 
@@ -144,3 +145,20 @@ def test_noise_direction_at_eta_one_into_t0_matches_float64(per_sample, triton, 
     x_prev, x0 = sampler_step(x_t, eps, alpha_prod_t=coeffs[0], alpha_prod_t_prev=coeffs[1], sigma=coeffs[2])
     assert x0.abs().max() < 1e-6
     torch.testing.assert_close(x_prev, direction * eps, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction"])
+def test_every_kind_of_prediction_is_the_eps_step_of_the_noise_it_implies(prediction_type, force_triton):
+    """A v or x0 prediction steps where the eps step of the same (x0, eps) lands, within fp32."""
+    gen = torch.Generator().manual_seed(4)
+    x0, eps = torch.rand(3, 40, generator=gen) * 2 - 1, torch.randn(3, 40, generator=gen)
+    abar_t, abar_prev = 0.3, torch.tensor([0.5, 0.7, 0.95])
+    x_t = abar_t ** 0.5 * x0 + (1 - abar_t) ** 0.5 * eps
+    pred = x0 if prediction_type == "sample" else abar_t ** 0.5 * eps - (1 - abar_t) ** 0.5 * x0
+    step = dict(alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, clip_sample_range=0.8)
+    got_prev, got_x0 = sampler_step(x_t, pred, prediction_type=prediction_type, **step)
+    want_prev, want_x0 = sampler_step_reference(x_t, eps, **step)
+    torch.testing.assert_close(got_x0, want_x0, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(got_prev, want_prev, atol=2e-5, rtol=2e-5)
+    with pytest.raises(ValueError, match="unknown prediction_type"):
+        sampler_step(x_t, pred, prediction_type="score", **step)
