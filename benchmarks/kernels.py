@@ -746,7 +746,7 @@ def sampler_inputs(shape, dtype, device):
     x_t, eps_c, eps_u, noise = (randn(*shape, dtype=dtype, device=device, seed=s) for s in range(11, 15))
     abar_t = torch.linspace(0.1, 0.9, b, device=device)
     kwargs = dict(
-        alpha_prod_t=abar_t, alpha_prod_t_prev=(abar_t + 0.05).clamp(max=0.999),
+        abar_t=abar_t, abar_prev=(abar_t + 0.05).clamp(max=0.999),
         sigma=torch.full((b,), 0.05, device=device), eps_uncond=eps_u, guidance_scale=7.5, noise=noise,
         clip_sample_range=1.0,
     )

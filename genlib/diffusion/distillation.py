@@ -40,6 +40,7 @@ import torch
 
 from genlib import config, train
 from genlib.diffusion import guidance
+from genlib.diffusion.losses import loss_weight
 from genlib.diffusion.parameterisation import check_prediction_type, to_x0_eps
 from genlib.diffusion.samplers import Sampler, predict, reverse_step, sample, timesteps
 from genlib.diffusion.schedules import NoiseSchedule
@@ -87,12 +88,8 @@ def student_grid(T: int, num_steps: int) -> list[int]:
 
 
 def abar_at(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``alphas_cumprod[t]`` shaped ``b 1 ...`` like ``like``, with index ``-1`` meaning the clean image (1)."""
-    table = torch.cat([torch.ones(1, dtype=torch.float64), schedule.alphas_cumprod])
-    t = torch.as_tensor(t).long().cpu()
-    if int(t.min()) < -1 or int(t.max()) >= len(schedule):
-        raise ValueError(f"timesteps must lie in [-1, {len(schedule) - 1}] (-1: the clean image)")
-    return table[t + 1].reshape(-1, *[1] * (like.ndim - 1)).to(device=like.device, dtype=like.dtype)
+    """``schedule.abar(t)`` (index ``-1``: the clean image, 1) shaped ``b 1 ...`` like ``like``."""
+    return schedule.abar(torch.as_tensor(t)).reshape(-1, *[1] * (like.ndim - 1)).to(device=like.device, dtype=like.dtype)
 
 
 # ----------------------------------------------------------------------------- calling a model
@@ -143,8 +140,7 @@ def step_between(model, schedule: NoiseSchedule, z: torch.Tensor, t: torch.Tenso
     one per sample; ``-1`` = the clean image): the samplers' own step
     (:func:`genlib.diffusion.samplers.reverse_step`, float64 coefficients), which equals
     :func:`ddim_step_x0` with the model's x0."""
-    table = torch.cat([torch.ones(1, dtype=torch.float64), schedule.alphas_cumprod])
-    abar_t, abar_u = (table[torch.as_tensor(s).long().cpu() + 1].to(z.device) for s in (t, u))
+    abar_t, abar_u = (schedule.abar(torch.as_tensor(s)).to(z.device) for s in (t, u))
     out, out_u = predict(model, z, t, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
                          model_inputs=() if w is None else (w,))
     threshold = None if clip is None else guidance.Threshold.static(clip)
@@ -153,12 +149,13 @@ def step_between(model, schedule: NoiseSchedule, z: torch.Tensor, t: torch.Tenso
                         threshold=threshold)[0]
 
 
-def loss_weight(abar: torch.Tensor, weighting: str = "snr_plus_one") -> torch.Tensor:
-    """Salimans & Ho's weights on the x0 error: ``1 + snr`` or ``max(snr, 1)``, ``snr = abar / (1 - abar)``."""
+def distillation_weight(schedule: NoiseSchedule, t: torch.Tensor, weighting: str = "snr_plus_one") -> torch.Tensor:
+    """Salimans & Ho's weights on the x0 error at timesteps ``t`` (``b``): ``1 + snr`` or
+    ``max(snr, 1)``, ``snr = abar / (1 - abar)``; genlib's one :func:`~genlib.diffusion.losses.loss_weight`
+    with the x0 error (``prediction_type="sample"``)."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
-    snr = abar / (1 - abar)
-    return snr + 1 if weighting == "snr_plus_one" else snr.clamp(min=1)
+    return loss_weight(schedule, t, "sample", weighting)
 
 
 def distillation_loss(student, teacher, schedule: NoiseSchedule, x: torch.Tensor, num_steps: int, *,
@@ -188,7 +185,8 @@ def distillation_loss(student, teacher, schedule: NoiseSchedule, x: torch.Tensor
     x_student = predict_x0(student, schedule, z_t, t, prediction_type=student_prediction_type or prediction_type,
                            cond=cond, w=w)
     per_sample = (x_student.float() - x_target.float()).pow(2).flatten(1).mean(1)
-    return (loss_weight(abar_t.flatten().float(), weighting) * per_sample).mean()    # w(lambda_t) ||x~ - x^||^2
+    weight = distillation_weight(schedule, t, weighting).to(per_sample.device)
+    return (weight * per_sample).mean()                                               # w(lambda_t) ||x~ - x^||^2
 
 
 def distil_once(student: torch.nn.Module, teacher, schedule: NoiseSchedule, batches, num_steps: int, *,
@@ -270,7 +268,7 @@ def guidance_distillation_loss(student, teacher, schedule: NoiseSchedule, x: tor
                                guidance_scale=1 + w)                                 # x^w = (1 + w) x^_c - w x^_u
     x_student = predict_x0(student, schedule, z_t, t, prediction_type=prediction_type, cond=cond, w=w)
     per_sample = (x_student.float() - x_teacher.float()).pow(2).flatten(1).mean(1)
-    return (loss_weight(abar_t.flatten().float(), weighting) * per_sample).mean()
+    return (distillation_weight(schedule, t, weighting).to(per_sample.device) * per_sample).mean()
 
 
 @torch.no_grad()

@@ -15,6 +15,8 @@ and ``||v - v^||^2 = (snr + 1) ||x0 - x0^||^2``.
 * ``simple``  -- weight 1 on the prediction's own error (DDPM's L_simple for ``epsilon``).
 * ``x0``      -- the error of the implied x0: weight ``1 / snr`` (epsilon), ``1 / (snr + 1)`` (v), 1 (sample).
 * ``min_snr`` -- Min-SNR-gamma (Hang et al. 2023): x0 error weighted by ``min(snr, gamma)``.
+* ``snr_plus_one``, ``truncated_snr`` -- Salimans & Ho's distillation weights on the x0 error,
+  ``snr + 1`` (the v error) and ``max(snr, 1)`` (:mod:`genlib.diffusion.distillation`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from genlib.diffusion.forward import q_sample
 from genlib.diffusion.parameterisation import check_prediction_type, target
 from genlib.diffusion.schedules import NoiseSchedule
 
-WEIGHTINGS = ("simple", "x0", "min_snr")
+WEIGHTINGS = ("simple", "x0", "min_snr", "snr_plus_one", "truncated_snr")
 
 
 def loss_weight(schedule: NoiseSchedule, t: torch.Tensor, prediction_type: str = "epsilon",
@@ -44,7 +46,8 @@ def loss_weight(schedule: NoiseSchedule, t: torch.Tensor, prediction_type: str =
         return torch.ones_like(snr, dtype=torch.float32)
     # how much larger this prediction's squared error is than the x0 error it implies
     to_x0 = {"epsilon": snr, "sample": torch.ones_like(snr), "v_prediction": snr + 1}[prediction_type]
-    wanted = torch.ones_like(snr) if weighting == "x0" else snr.clamp(max=gamma)
+    wanted = {"x0": torch.ones_like(snr), "min_snr": snr.clamp(max=gamma), "snr_plus_one": snr + 1,
+              "truncated_snr": snr.clamp(min=1)}[weighting]
     return (wanted / to_x0).float()
 
 

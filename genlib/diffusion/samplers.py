@@ -183,7 +183,7 @@ def reverse_step(x_t: torch.Tensor, pred: torch.Tensor, abar_t: float | torch.Te
         scale = guidance.dynamic_threshold_scale(x0_raw, threshold.percentile, threshold.cap).to(x_t.device)
     inside = noise_std is None or noise_std == sigma  # the kernel adds sigma * noise itself
     x_prev, x0 = sampler_step(
-        x_t, pred, alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, sigma=sigma,
+        x_t, pred, abar_t=abar_t, abar_prev=abar_prev, sigma=sigma,
         eps_uncond=pred_uncond, guidance_scale=guidance_scale, noise=noise if inside else None,
         clip_sample_range=threshold.limit if threshold is not None and not dynamic else None, dynamic_threshold=scale,
         prediction_type=prediction_type,
@@ -221,14 +221,14 @@ class Sampler:
             num_steps = top if variance is not None else min(50, top)
         self.timesteps = timesteps(top, num_steps, spacing)
         self.eta, self.variance, self.prediction_type, self.threshold = eta, variance, prediction_type, threshold
-        self._abar = schedule.alphas_cumprod.tolist()  # float64, as python floats
+        self.schedule = schedule
 
     def __len__(self) -> int:
         return len(self.timesteps)
 
     def abar(self, t: int) -> float:
-        """``alphas_cumprod[t]``, and 1 (the clean image) at ``t = -1``."""
-        return self._abar[t] if t >= 0 else 1.0
+        """``alphas_cumprod[t]`` (a float64 python float), and 1 (the clean image) at ``t = -1``."""
+        return self.schedule.abar(t)
 
     def prev(self, i: int) -> int:
         """The timestep step ``i`` lands on (``-1`` after the last)."""

@@ -172,3 +172,17 @@ class NoiseSchedule:
         # non_blocking from the CPU: a blocking copy to a GPU would first wait for all queued work.
         return out.to(device=like.device, dtype=like.dtype if like.is_floating_point() else torch.float32,
                       non_blocking=out.device.type == "cpu")
+
+    def abar(self, t: int | torch.Tensor) -> float | torch.Tensor:
+        """``alphas_cumprod[t]`` in float64, with ``t = -1`` meaning the clean image (``abar = 1``):
+        the name samplers and the sampler kernel use. A python float for an int ``t``; a CPU
+        float64 tensor of ``t``'s shape for a tensor (one timestep per sample)."""
+        if isinstance(t, torch.Tensor):
+            t = t.long().cpu()
+            if t.numel() and (int(t.min()) < -1 or int(t.max()) >= len(self)):
+                raise ValueError(f"timesteps must lie in [-1, {len(self) - 1}] (-1: the clean image), got values in "
+                                 f"[{int(t.min())}, {int(t.max())}]")
+            return torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])[t + 1]
+        if isinstance(t, bool) or not -1 <= int(t) < len(self) or int(t) != t:
+            raise ValueError(f"t must be a timestep in [-1, {len(self) - 1}] (-1: the clean image), got {t!r}")
+        return 1.0 if int(t) == -1 else float(self.alphas_cumprod[int(t)])

@@ -9,7 +9,10 @@
 
 Each public function dispatches (:mod:`genlib.kernels.dispatch`, switch ``GENLIB_KERNELS``) to the
 Triton kernel in ``*_triton.py`` or to its ``*_reference``. This package imports triton only when
-a Triton kernel first runs, and works without triton installed.
+a Triton kernel first runs, and works without triton installed. Imports run one way: a dispatcher
+(``attention.py``, ...) imports its kernel (``attention_triton.py``, ...), and both import the
+checks and coefficients they share from ``common.py``; the two attention kernels share
+``online_softmax.py``.
 """
 
 from genlib.kernels.attention import attention, attention_reference

@@ -19,35 +19,14 @@ takes any ``b * h``.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import torch
 
 from genlib.kernels import dispatch
-
-
-def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``q: b h n d`` and ``k, v: b h m d`` fit together."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if t.ndim != 4:
-            raise ValueError(
-                f"attention expects {name} of layout b h n d (4 dims), got shape {tuple(t.shape)}"
-            )
-    if k.shape != v.shape:
-        raise ValueError(
-            f"attention expects k and v of the same layout b h m d, got {tuple(k.shape)} and {tuple(v.shape)}"
-        )
-    if q.shape[3] != k.shape[3]:
-        raise ValueError(
-            f"attention head dims differ: q is b h n d with d={q.shape[3]}, k and v have d={k.shape[3]}"
-        )
-    if q.shape[:2] != k.shape[:2]:
-        raise ValueError(
-            f"attention expects q (b h n d) and k, v (b h m d) with the same b and h, got "
-            f"{tuple(q.shape)} and {tuple(k.shape)}"
-        )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"attention expects one dtype for q, k, v, got {q.dtype}, {k.dtype}, {v.dtype}")
+from genlib.kernels.common import check_attention_inputs
 
 
 def attention_weights(
@@ -73,22 +52,38 @@ def attention_reference(
     return torch.einsum("bhnm,bhmd->bhnd", p, v.float()).to(q.dtype)
 
 
+def use_tma(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """The dispatcher's choice between the two Triton attention kernels: the TMA kernel where it is
+    eligible (:func:`~genlib.kernels.attention_tma.tma_eligible`) and wanted, else the pointer
+    kernel. Wanted: ``GENLIB_ATTENTION_TMA`` (``1`` / ``0``) when set, else
+    :func:`~genlib.kernels.attention_tma.preferred` (on a GPU at head dim 128, where it measured faster)."""
+    from genlib.kernels import attention_tma  # imports triton
+
+    setting = os.environ.get(attention_tma.TMA_ENV_VAR, "").strip()
+    wanted = setting == "1" if setting else attention_tma.preferred(q)
+    return wanted and attention_tma.tma_eligible(q, k, v)
+
+
 def attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False, scale: float | None = None
 ) -> torch.Tensor:
     """Attention ``b h n d, b h m d, b h m d -> b h n d``, fused in Triton where it can be.
 
-    Dispatch (see :mod:`genlib.kernels.dispatch`): the Triton kernel for CUDA tensors, the
-    reference otherwise. When an input requires a gradient the Triton forward is wrapped in an
+    Dispatch (see :mod:`genlib.kernels.dispatch`): the Triton kernels for CUDA tensors (the TMA or
+    the pointer kernel, :func:`use_tma`), the reference otherwise. Under ``auto``, shapes the
+    kernels refuse (head dim above 256) run the reference too; ``GENLIB_KERNELS=triton`` lets the
+    kernel raise instead. When an input requires a gradient the Triton forward is wrapped in an
     ``autograd.Function`` whose backward differentiates the reference (correct, not fast).
     """
     check_attention_inputs(q, k, v)
     if not dispatch.use_triton(q, k, v):
         return attention_reference(q, k, v, causal=causal, scale=scale)
-    from genlib.kernels.attention_triton import attention_triton
+    from genlib.kernels.attention_triton import MAX_HEAD_DIM, attention_triton
 
+    if q.shape[-1] > MAX_HEAD_DIM and dispatch.requested_backend() == "auto":
+        return attention_reference(q, k, v, causal=causal, scale=scale)
+    kernel = functools.partial(attention_triton, tma=use_tma(q, k, v))
     if dispatch.needs_grad(q, k, v):
-        return dispatch.triton_forward_reference_backward(
-            attention_triton, attention_reference, q, k, v, causal=causal, scale=scale
-        )
-    return attention_triton(q, k, v, causal=causal, scale=scale)
+        return dispatch.triton_forward_reference_backward(kernel, attention_reference, q, k, v, causal=causal,
+                                                          scale=scale)
+    return kernel(q, k, v, causal=causal, scale=scale)

@@ -1,15 +1,16 @@
 """The fused attention loop with its tiles moved by Hopper's Tensor Memory Accelerator (TMA).
 
 Same online softmax as :mod:`genlib.kernels.attention_triton` (the two kernels share
-``_online_softmax_update``), but q, k, v and o move between memory and shared memory as whole
-tiles through host-side tensor descriptors: one instruction per tile, no per-element address
+:func:`genlib.kernels.online_softmax.online_softmax_update`), but q, k, v and o move between
+memory and shared memory as whole tiles through host-side tensor descriptors: one instruction per tile, no per-element address
 arithmetic in registers. The descriptors see each tensor as a (b h n) x d matrix of rows, so the
 kernel takes only whole tiles (:func:`tma_eligible`); the pointer kernel serves everything else.
 
 It runs by default at head dim 128 on a GPU (:func:`preferred`), where an H200 run measured it
 faster than the pointer kernel (1.10 against 1.16 ms at b4 h16 n4096, bf16) and not at 64 (0.64
-against 0.62 ms); ``attention_triton(..., tma=...)`` or ``GENLIB_ATTENTION_TMA=1`` / ``0`` choose
-it or the pointer kernel everywhere (``benchmarks/kernels.py`` times both).
+against 0.62 ms); ``GENLIB_ATTENTION_TMA=1`` / ``0`` make the dispatcher
+(:func:`genlib.kernels.attention.use_tma`) choose it or the pointer kernel everywhere, and
+``attention_triton(..., tma=True)`` runs it directly (``benchmarks/kernels.py`` times both).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ try:  # triton >= 3.4; the GPU machine has 3.6
 except ImportError:  # pragma: no cover
     TensorDescriptor = None
 
-from genlib.kernels.attention_triton import _online_softmax_update
 from genlib.kernels.dispatch import interpreting
+from genlib.kernels.online_softmax import online_softmax_update
 
 
 def _prune_tma_configs(configs, named_args, **kwargs):
@@ -84,7 +85,7 @@ def _attention_fwd_tma_kernel(
         s = tl.dot(q, tl.trans(k))
         if CAUSAL:
             s = tl.where(start_n + offs_n[None, :] <= offs_m[:, None], s, float("-inf"))
-        m_i, l_i, acc = _online_softmax_update(
+        m_i, l_i, acc = online_softmax_update(
             s, v, m_i, l_i, acc, qk_scale, LAZY_RESCALE=LAZY_RESCALE, INPUT_PRECISION="tf32"
         )
 

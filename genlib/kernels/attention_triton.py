@@ -34,53 +34,17 @@ output columns are never stored.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from genlib.kernels.attention import check_attention_inputs
+from genlib.kernels import attention_tma
+from genlib.kernels.common import check_attention_inputs
 from genlib.kernels.dispatch import interpreting
+from genlib.kernels.online_softmax import LOG2_E, online_softmax_update
 
-LOG2_E = 1.4426950408889634
-
-
-@triton.jit
-def _online_softmax_update(
-    s, v, m_i, l_i, acc, qk_scale, LAZY_RESCALE: tl.constexpr, INPUT_PRECISION: tl.constexpr
-):
-    """One key block of the online softmax (module docstring), in base-2 units: ``s`` are the
-    block's raw scores q k^T (masked entries -inf), ``v`` its values; returns the new m, l, acc.
-
-    The scores are ``qk_scale * s``. qk_scale > 0 (the launchers see to it), so max(qk_scale * s) is
-    qk_scale * max(s), and qk_scale * s - m_new is one fused multiply-add per score.
-    """
-    row_max = tl.max(s, 1) * qk_scale  # this block's max per query
-    if LAZY_RESCALE:
-        # Keep the old max until some row's max grows by more than 2**8: then p <= 256
-        # (safe in fp16 and bf16) and the rescaling of acc, a BLOCK_M x BLOCK_D multiply
-        # that waits on the matrix unit, is skipped in most blocks. acc / l is unchanged:
-        # both carry the same factor 2**-m_i.
-        if tl.max(row_max - m_i, 0) > 8.0:
-            m_new = tl.maximum(m_i, row_max)
-            alpha = tl.exp2(m_i - m_new)
-            l_i = l_i * alpha
-            acc = acc * alpha[:, None]
-            m_i = m_new
-        p = tl.exp2(s * qk_scale - m_i[:, None])
-        l_i = l_i + tl.sum(p, 1)
-        acc = tl.dot(p.to(v.dtype), v, acc=acc, input_precision=INPUT_PRECISION)
-    else:
-        m_new = tl.maximum(m_i, row_max)
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s * qk_scale - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        # acc = alpha * acc + p @ v, accumulated inside the matrix unit
-        acc = tl.dot(p.to(v.dtype), v, acc=acc * alpha[:, None], input_precision=INPUT_PRECISION)
-        m_i = m_new
-    return m_i, l_i, acc
-
+MAX_HEAD_DIM = 256  # the largest head dim the pointer kernel takes (BLOCK_D = d rounded up to a power of two)
 
 @triton.heuristics(
     {
@@ -162,7 +126,7 @@ def _attention_fwd_kernel(
         if CAUSAL:
             s = tl.where(cols[None, :] <= offs_m[:, None], s, float("-inf"))  # key j <= query i
 
-        m_i, l_i, acc = _online_softmax_update(
+        m_i, l_i, acc = online_softmax_update(
             s, v, m_i, l_i, acc, qk_scale, LAZY_RESCALE=LAZY_RESCALE, INPUT_PRECISION=INPUT_PRECISION
         )
 
@@ -245,24 +209,24 @@ def attention_triton(
     *,
     causal: bool = False,
     scale: float | None = None,
-    tma: bool | None = None,
+    tma: bool = False,
     warp_specialize: bool = False,
 ) -> torch.Tensor:
     """Run the fused kernel on ``q: b h n d``, ``k, v: b h m d`` (any strides); forward only.
 
     fp16 and bf16 inputs multiply on tensor cores with fp32 accumulation; fp32 inputs multiply
     exactly (``input_precision="ieee"``), as PyTorch does by default. Returns ``b h n d`` in q's
-    dtype. ``tma`` runs the TMA kernel (:mod:`genlib.kernels.attention_tma`) where its
-    ``tma_eligible`` allows it, the pointer kernel elsewhere. Its default is the environment
-    variable ``GENLIB_ATTENTION_TMA`` (``1`` or ``0``) when set, else :func:`attention_tma.preferred`
-    (head dim 128: measured faster there, ``benchmarks/RESULTS.md``). ``warp_specialize`` (GPU, with
-    ``tma``) runs its warp-specialised loop.
+    dtype. ``tma=True`` runs the TMA kernel (:mod:`genlib.kernels.attention_tma`) where its
+    ``tma_eligible`` allows it, the pointer kernel elsewhere; the dispatcher
+    (:func:`genlib.kernels.attention.attention`) makes that choice for its callers.
+    ``warp_specialize`` (GPU, with ``tma``) runs its warp-specialised loop. Head dims above
+    ``MAX_HEAD_DIM`` (256) are a ``ValueError`` here; the dispatcher sends them to the reference.
     """
     check_attention_inputs(q, k, v)
     b, h, n, d = q.shape
     m = k.shape[2]
-    if not 1 <= d <= 256:
-        raise ValueError(f"attention_triton supports head dims 1..256 (q is b h n d with d={d})")
+    if not 1 <= d <= MAX_HEAD_DIM:
+        raise ValueError(f"attention_triton supports head dims 1..{MAX_HEAD_DIM} (q is b h n d with d={d})")
     out = torch.empty(b, h, n, d, dtype=q.dtype, device=q.device)
     if b * h * n * m == 0:
         return out.zero_()  # no keys: softmax over nothing, an empty sum
@@ -273,11 +237,6 @@ def attention_triton(
         q, scale = -q, -scale
     elif scale == 0:
         q, scale = torch.zeros_like(q), 1.0
-    from genlib.kernels import attention_tma  # it imports this module: load it on first use
-
-    if tma is None:
-        setting = os.environ.get(attention_tma.TMA_ENV_VAR, "").strip()
-        tma = setting == "1" if setting else attention_tma.preferred(q)
     if tma and attention_tma.tma_eligible(q, k, v):
         attention_tma.launch(q, k, v, out, causal=causal, qk_scale=scale * LOG2_E, warp_specialize=warp_specialize)
         return out

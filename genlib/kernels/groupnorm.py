@@ -20,24 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from genlib.kernels import dispatch
-
-
-def check_group_norm_inputs(
-    x: torch.Tensor, num_groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None
-) -> None:
-    """Raise ``ValueError`` unless ``x`` is ``b c h w`` or ``b c t h w`` with ``c % num_groups == 0``
-    and ``weight`` and ``bias`` (when given) have shape ``(c,)``."""
-    if x.ndim not in (4, 5):
-        raise ValueError(
-            "group_norm_silu expects x of layout b c h w or b c t h w (4 or 5 dims), "
-            f"got shape {tuple(x.shape)}"
-        )
-    c = x.shape[1]
-    if num_groups < 1 or c % num_groups != 0:
-        raise ValueError(f"group_norm_silu: channels c={c} are not divisible by num_groups={num_groups}")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and tuple(t.shape) != (c,):
-            raise ValueError(f"group_norm_silu expects {name} of shape (c,) = ({c},), got {tuple(t.shape)}")
+from genlib.kernels.common import check_group_norm_inputs
 
 
 def group_norm_silu_reference(

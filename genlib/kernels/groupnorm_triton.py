@@ -48,7 +48,7 @@ import triton
 import triton.language as tl
 
 from genlib.kernels.dispatch import interpreting
-from genlib.kernels.groupnorm import check_group_norm_inputs
+from genlib.kernels.common import check_group_norm_inputs
 
 # Aim for this many programs on a GPU; below it, groups are cut into pieces.
 TARGET_PROGRAMS = 2048

@@ -1,8 +1,9 @@
 """One DDIM / DDPM sampler step with classifier-free guidance, the reference and the dispatcher.
 
 Notation (DDIM paper, Song et al. 2021, eq. 12; diffusers' ``DDIMScheduler.step`` follows the
-same stages): ``abar_t = alphas_cumprod[t]`` (diffusers' ``alpha_prod_t``), ``abar_prev`` the
-same at the next, less noisy, step, and ``sigma`` the noise level of the step.
+same stages): ``abar_t = alphas_cumprod[t]`` (diffusers' ``alpha_prod_t``; genlib says ``abar``
+from the schedule to this kernel), ``abar_prev`` the same at the next, less noisy, step, and
+``sigma`` the noise level of the step.
 
     1. guidance   p    = p_u + s (p_c - p_u)                       (s = 1: p_c alone)
     2. x0, eps    from the prediction p, by its kind (``prediction_type``):
@@ -49,62 +50,9 @@ import math
 import torch
 
 from genlib.kernels import dispatch
-
-Coefficient = float | torch.Tensor
-PREDICTIONS = ("epsilon", "sample", "v_prediction")  # the kernel's PRED: 0, 1, 2
-
-
-def check_prediction(prediction_type: str) -> int:
-    """The kernel's code for ``prediction_type`` (``ValueError`` for an unknown one)."""
-    if prediction_type not in PREDICTIONS:
-        raise ValueError(f"sampler_step: unknown prediction_type {prediction_type!r}; expected one of "
-                         f"{', '.join(PREDICTIONS)}")
-    return PREDICTIONS.index(prediction_type)
-
-
-def check_sampler_inputs(
-    x_t: torch.Tensor,
-    eps_cond: torch.Tensor,
-    eps_uncond: torch.Tensor | None,
-    noise: torch.Tensor | None,
-    coefficients: dict[str, Coefficient | None],
-    clip_sample_range: float | None,
-) -> None:
-    """Raise ``ValueError`` unless the tensors share ``x_t``'s layout ``b ...`` and every
-    per-sample coefficient has shape ``(b,)``."""
-    if x_t.ndim < 1:
-        raise ValueError("sampler_step expects x_t of layout b ... (at least 1 dim)")
-    for name, t in (("eps_cond", eps_cond), ("eps_uncond", eps_uncond), ("noise", noise)):
-        if t is not None and t.shape != x_t.shape:
-            raise ValueError(
-                f"sampler_step expects {name} of x_t's shape {tuple(x_t.shape)}, got {tuple(t.shape)}"
-            )
-    b = x_t.shape[0]
-    for name, c in coefficients.items():
-        if isinstance(c, torch.Tensor) and tuple(c.shape) != (b,):
-            raise ValueError(
-                f"sampler_step expects {name} as a float or a tensor of shape (b,) = ({b},), "
-                f"got {tuple(c.shape)}"
-            )
-    if clip_sample_range is not None and coefficients.get("dynamic_threshold") is not None:
-        raise ValueError("sampler_step: pass clip_sample_range or dynamic_threshold, not both")
-
-
-def step_coefficients(alpha_prod_t: Coefficient, alpha_prod_t_prev: Coefficient, sigma: Coefficient
-                      ) -> tuple[Coefficient, Coefficient, Coefficient, Coefficient, Coefficient]:
-    """``(sqrt(abar_t), sqrt(1 - abar_t), sqrt(abar_prev), sqrt(1 - abar_prev - sigma^2), sigma)``,
-    computed in float64 (see the module docstring): python floats when all three inputs are
-    floats, else float64 tensors of shape ``(b,)`` (formed from the inputs as given, so pass
-    float64 tensors to keep the precision); the step rounds them to its compute precision."""
-    if not any(isinstance(c, torch.Tensor) for c in (alpha_prod_t, alpha_prod_t_prev, sigma)):
-        a_t, a_prev, sig = float(alpha_prod_t), float(alpha_prod_t_prev), float(sigma)
-        return (math.sqrt(a_t), math.sqrt(1 - a_t), math.sqrt(a_prev), math.sqrt(max(1 - a_prev - sig * sig, 0.0)),
-                sig)
-    device = next(c.device for c in (alpha_prod_t, alpha_prod_t_prev, sigma) if isinstance(c, torch.Tensor))
-    a_t, a_prev, sig = torch.broadcast_tensors(
-        *(torch.as_tensor(c, dtype=torch.float64, device=device) for c in (alpha_prod_t, alpha_prod_t_prev, sigma)))
-    return a_t.sqrt(), (1 - a_t).sqrt(), a_prev.sqrt(), (1 - a_prev - sig * sig).clamp_min(0).sqrt(), sig
-
+from genlib.kernels.common import (  # noqa: F401  (re-exported)
+    PREDICTIONS, Coefficient, check_prediction, check_sampler_inputs, step_coefficients,
+)
 
 def _per_sample(c: Coefficient, x: torch.Tensor) -> torch.Tensor:
     """A coefficient as a tensor of ``x``'s dtype that broadcasts against ``x: b ...``."""
@@ -116,8 +64,8 @@ def sampler_step_reference(
     x_t: torch.Tensor,
     eps_cond: torch.Tensor,
     *,
-    alpha_prod_t: Coefficient,
-    alpha_prod_t_prev: Coefficient,
+    abar_t: Coefficient,
+    abar_prev: Coefficient,
     sigma: Coefficient = 0.0,
     eps_uncond: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
@@ -131,14 +79,14 @@ def sampler_step_reference(
     pred_kind = check_prediction(prediction_type)
     check_sampler_inputs(
         x_t, eps_cond, eps_uncond, noise,
-        dict(alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma,
+        dict(abar_t=abar_t, abar_prev=abar_prev, sigma=sigma,
              dynamic_threshold=dynamic_threshold),
         clip_sample_range,
     )
     x = x_t.double() if x_t.dtype == torch.float64 else x_t.float()
     # sqrt(abar_t), sqrt(1 - abar_t), sqrt(abar_prev), sqrt(1 - abar_prev - sigma^2), sigma (float64-made)
     a_t, s_t, a_prev, direction, sig = (_per_sample(c, x) for c in
-                                        step_coefficients(alpha_prod_t, alpha_prod_t_prev, sigma))
+                                        step_coefficients(abar_t, abar_prev, sigma))
     # 1. classifier-free guidance
     pred = eps_cond.to(x.dtype)
     if eps_uncond is not None:
@@ -170,8 +118,8 @@ def sampler_step(
     x_t: torch.Tensor,
     eps_cond: torch.Tensor,
     *,
-    alpha_prod_t: Coefficient,
-    alpha_prod_t_prev: Coefficient,
+    abar_t: Coefficient,
+    abar_prev: Coefficient,
     sigma: Coefficient = 0.0,
     eps_uncond: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
@@ -191,9 +139,9 @@ def sampler_step(
     gradient, or ``x_t`` is float64, the reference runs.
     """
     tensors = (x_t, eps_cond, eps_uncond, noise, dynamic_threshold)
-    tensors += tuple(c for c in (alpha_prod_t, alpha_prod_t_prev, sigma) if isinstance(c, torch.Tensor))
+    tensors += tuple(c for c in (abar_t, abar_prev, sigma) if isinstance(c, torch.Tensor))
     kwargs = dict(
-        alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma, eps_uncond=eps_uncond,
+        abar_t=abar_t, abar_prev=abar_prev, sigma=sigma, eps_uncond=eps_uncond,
         guidance_scale=guidance_scale, noise=noise, clip_sample_range=clip_sample_range,
         dynamic_threshold=dynamic_threshold, prediction_type=prediction_type,
     )

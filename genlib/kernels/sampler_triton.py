@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from genlib.kernels.sampler import Coefficient, check_prediction, check_sampler_inputs, step_coefficients
+from genlib.kernels.common import Coefficient, check_prediction, check_sampler_inputs, step_coefficients
 
 
 @triton.jit
@@ -91,8 +91,8 @@ def sampler_step_triton(
     x_t: torch.Tensor,
     eps_cond: torch.Tensor,
     *,
-    alpha_prod_t: Coefficient,
-    alpha_prod_t_prev: Coefficient,
+    abar_t: Coefficient,
+    abar_prev: Coefficient,
     sigma: Coefficient = 0.0,
     eps_uncond: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
@@ -105,7 +105,7 @@ def sampler_step_triton(
     pred_kind = check_prediction(prediction_type)
     check_sampler_inputs(
         x_t, eps_cond, eps_uncond, noise,
-        dict(alpha_prod_t=alpha_prod_t, alpha_prod_t_prev=alpha_prod_t_prev, sigma=sigma,
+        dict(abar_t=abar_t, abar_prev=abar_prev, sigma=sigma,
              dynamic_threshold=dynamic_threshold),
         clip_sample_range,
     )
@@ -116,7 +116,7 @@ def sampler_step_triton(
     numel = x_t.numel()
     if numel == 0:
         return x_prev, x0
-    coefficients = [_as_argument(c) for c in step_coefficients(alpha_prod_t, alpha_prod_t_prev, sigma)]
+    coefficients = [_as_argument(c) for c in step_coefficients(abar_t, abar_prev, sigma)]
     threshold = x_t if dynamic_threshold is None else _as_argument(dynamic_threshold)
     per_sample = numel // x_t.shape[0]
     block = min(1024, max(16, triton.next_power_of_2(per_sample)))

@@ -21,26 +21,7 @@ from __future__ import annotations
 import torch
 
 from genlib.kernels import dispatch
-
-PRECISIONS = ("tf32", "ieee")
-
-
-def check_vq_inputs(z: torch.Tensor, codebook: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``z: n d`` and ``codebook: k d`` share ``d``."""
-    if z.ndim != 2:
-        raise ValueError(f"vq_nearest expects z of layout n d (2 dims), got shape {tuple(z.shape)}")
-    if codebook.ndim != 2:
-        raise ValueError(
-            f"vq_nearest expects codebook of layout k d (2 dims), got shape {tuple(codebook.shape)}"
-        )
-    if z.shape[1] != codebook.shape[1]:
-        raise ValueError(
-            f"vq_nearest: code dim mismatch, z is n d with d={z.shape[1]} but codebook is k d with "
-            f"d={codebook.shape[1]}"
-        )
-    if codebook.shape[0] == 0:
-        raise ValueError("vq_nearest needs a codebook with at least one code (k >= 1)")
-
+from genlib.kernels.common import PRECISIONS, check_vq_inputs
 
 def vq_nearest_reference(
     z: torch.Tensor, codebook: torch.Tensor, *, return_distance: bool = False

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from genlib.kernels.dispatch import interpreting
-from genlib.kernels.vq import PRECISIONS, check_vq_inputs
+from genlib.kernels.common import PRECISIONS, check_vq_inputs
 
 
 @triton.jit

@@ -9,7 +9,7 @@ import torch
 
 from genlib.diffusion import NoiseSchedule, ddim_sample
 from genlib.diffusion.distillation import (
-    abar_at, ddim_sample_x0, ddim_step_x0, distillation_loss, guidance_distillation_loss, loss_weight, predict_x0,
+    abar_at, ddim_sample_x0, ddim_step_x0, distillation_loss, guidance_distillation_loss, distillation_weight, predict_x0,
     progressive_distillation, student_grid, student_target, teacher_two_steps,
 )
 
@@ -52,8 +52,12 @@ def test_grid_and_abar():
     with pytest.raises(ValueError, match="-1"):
         abar_at(s, torch.tensor([-2]), like)
     with pytest.raises(ValueError, match="weighting"):
-        loss_weight(torch.tensor([0.5]), "simple")
-    assert torch.allclose(loss_weight(torch.tensor([0.5, 0.2]), "truncated_snr"), torch.tensor([1.0, 1.0]))
+        distillation_weight(s, torch.tensor([5]), "simple")
+    t = torch.tensor([0, 31, 40, 63])
+    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
+    assert torch.allclose(distillation_weight(s, t, "truncated_snr"), snr.clamp(min=1).float())
+    assert torch.allclose(distillation_weight(s, t, "snr_plus_one"), (snr + 1).float())
+    assert 1 < snr[0] and snr[-1] < 1  # both sides of the truncation are tested
 
 
 def test_ddim_sample_x0_equals_the_library_ddim():

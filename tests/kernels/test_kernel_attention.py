@@ -208,3 +208,44 @@ def test_tma_is_preferred_on_a_gpu_at_head_dim_128_only():
     assert not attention_tma.preferred(torch.zeros(1, 1, 128, 128))  # CPU tensors: never by default
     meta = torch.zeros(1, 1, 128, 128, device="meta")
     assert not attention_tma.preferred(meta)
+
+
+def test_auto_dispatch_sends_head_dims_the_kernel_refuses_to_the_reference(monkeypatch):
+    """Under ``auto`` a head dim above 256 runs the reference (it raised before); an explicit
+    ``GENLIB_KERNELS=triton`` still gets the kernel's error."""
+    from genlib.kernels import attention_triton, dispatch
+
+    q = torch.randn(1, 1, 8, attention_triton.MAX_HEAD_DIM + 8, generator=torch.Generator().manual_seed(9))
+    monkeypatch.setattr(dispatch, "use_triton", lambda *t: True)  # as if on a GPU
+    monkeypatch.setenv("GENLIB_KERNELS", "auto")
+    torch.testing.assert_close(attention(q, q, q), attention_reference(q, q, q))
+    monkeypatch.setenv("GENLIB_KERNELS", "triton")
+    with pytest.raises(ValueError, match="head dims 1..256"):
+        attention(q, q, q)
+
+
+def test_kernel_modules_import_one_way():
+    """No import circles in genlib.kernels: the *_triton modules never import their dispatchers,
+    and the two attention kernels share the online softmax through their own module."""
+    import ast
+    from pathlib import Path
+
+    import genlib.kernels
+
+    root = Path(genlib.kernels.__file__).parent
+    graph = {}
+    for path in root.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("genlib.kernels"):
+                if node.module == "genlib.kernels":
+                    names |= {a.name for a in node.names}
+                else:
+                    names.add(node.module.rsplit(".", 1)[1])
+        graph[path.stem] = names & {p.stem for p in root.glob("*.py")}
+
+    def reaches(a, b, seen=()):
+        return any(n == b or (n not in seen and reaches(n, b, seen + (n,))) for n in graph.get(a, ()))
+
+    circles = sorted(f"{a} -> ... -> {a}" for a in graph if reaches(a, a))
+    assert not circles, circles

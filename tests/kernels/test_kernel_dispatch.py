@@ -68,7 +68,7 @@ def test_every_kernel_falls_back_to_its_reference_without_triton(monkeypatch):
     assert torch.equal(kernels.vq_nearest(z, codebook), kernels.vq_nearest_reference(z, codebook))
     x = torch.randn(2, 4, 3, 3, generator=gen)
     assert torch.equal(kernels.group_norm_silu(x, 2), kernels.group_norm_silu_reference(x, num_groups=2))
-    step = dict(alpha_prod_t=0.3, alpha_prod_t_prev=0.6)
+    step = dict(abar_t=0.3, abar_prev=0.6)
     for a, b in zip(kernels.sampler_step(x, x, **step), kernels.sampler_step_reference(x, x, **step)):
         assert torch.equal(a, b)
 

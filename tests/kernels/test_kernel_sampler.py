@@ -23,7 +23,7 @@ def random_arguments(rng: random.Random, gen: torch.Generator, dtype: torch.dtyp
             return rng.uniform(low, high)
         return low + (high - low) * torch.rand(b, generator=gen)
 
-    kwargs = dict(alpha_prod_t=coefficient(0.02, 0.9), alpha_prod_t_prev=coefficient(0.9, 0.999))
+    kwargs = dict(abar_t=coefficient(0.02, 0.9), abar_prev=coefficient(0.9, 0.999))
     if rng.random() < 0.6:
         eps_uncond = torch.randn(shape, generator=gen).to(dtype)
         kwargs.update(eps_uncond=eps_uncond, guidance_scale=rng.uniform(1, 8))
@@ -61,14 +61,14 @@ def test_ddim_step_to_the_same_noise_level_is_the_identity():
     """abar_prev = abar_t and sigma = 0: x_prev = sqrt(abar) x0 + sqrt(1 - abar) eps = x_t."""
     gen = torch.Generator().manual_seed(1)
     x_t, eps = torch.randn(3, 8, generator=gen), torch.randn(3, 8, generator=gen)
-    x_prev, _ = sampler_step_reference(x_t, eps, alpha_prod_t=0.4, alpha_prod_t_prev=0.4)
+    x_prev, _ = sampler_step_reference(x_t, eps, abar_t=0.4, abar_prev=0.4)
     torch.testing.assert_close(x_prev, x_t)
 
 
 def test_guidance_scale_one_is_the_conditional_prediction(force_triton):
     gen = torch.Generator().manual_seed(2)
     x_t, eps_c, eps_u = (torch.randn(2, 3, 5, generator=gen) for _ in range(3))
-    step = dict(alpha_prod_t=0.3, alpha_prod_t_prev=0.6)
+    step = dict(abar_t=0.3, abar_prev=0.6)
     guided = sampler_step(x_t, eps_c, eps_uncond=eps_u, guidance_scale=1.0, **step)
     plain = sampler_step(x_t, eps_c, **step)
     for g, p in zip(guided, plain):
@@ -80,7 +80,7 @@ def test_clipping_recomputes_eps_from_the_clipped_x0(force_triton):
     gen = torch.Generator().manual_seed(3)
     x_t, eps = 3 * torch.randn(2, 50, generator=gen), torch.randn(2, 50, generator=gen)
     abar_t, abar_prev = 0.5, 0.8
-    step = dict(alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, clip_sample_range=1.0)
+    step = dict(abar_t=abar_t, abar_prev=abar_prev, clip_sample_range=1.0)
     x_prev, x0 = sampler_step(x_t, eps, **step)
     assert x0.abs().max() <= 1.0
     eps_prime = (x_t - abar_t**0.5 * x0) / (1 - abar_t) ** 0.5
@@ -90,7 +90,7 @@ def test_clipping_recomputes_eps_from_the_clipped_x0(force_triton):
 def test_dynamic_threshold_of_one_is_static_clipping_at_one(force_triton):
     gen = torch.Generator().manual_seed(4)
     x_t, eps = 2 * torch.randn(3, 40, generator=gen), torch.randn(3, 40, generator=gen)
-    kwargs = dict(alpha_prod_t=torch.tensor([0.2, 0.5, 0.7]), alpha_prod_t_prev=0.9)
+    kwargs = dict(abar_t=torch.tensor([0.2, 0.5, 0.7]), abar_prev=0.9)
     dynamic = sampler_step(x_t, eps, dynamic_threshold=torch.ones(3), **kwargs)
     static = sampler_step(x_t, eps, clip_sample_range=1.0, **kwargs)
     for d, s in zip(dynamic, static):
@@ -101,7 +101,7 @@ def test_sampler_step_through_autograd_uses_the_reference(force_triton):
     gen = torch.Generator().manual_seed(5)
     x_t = torch.randn(2, 6, generator=gen)
     eps = torch.randn(2, 6, generator=gen, requires_grad=True)
-    x_prev, _ = sampler_step(x_t, eps, alpha_prod_t=0.5, alpha_prod_t_prev=0.5)
+    x_prev, _ = sampler_step(x_t, eps, abar_t=0.5, abar_prev=0.5)
     (grad,) = torch.autograd.grad(x_prev.sum(), eps)
     torch.testing.assert_close(grad, torch.zeros_like(grad), atol=1e-6, rtol=0)  # x_prev = x_t
 
@@ -110,12 +110,12 @@ def test_sampler_step_through_autograd_uses_the_reference(force_triton):
     "kwargs, match",
     [
         (dict(noise=torch.zeros(2, 4)), "noise of x_t's shape"),
-        (dict(alpha_prod_t=torch.full((3,), 0.5)), r"alpha_prod_t as a float or a tensor of shape \(b,\)"),
+        (dict(abar_t=torch.full((3,), 0.5)), r"abar_t as a float or a tensor of shape \(b,\)"),
         (dict(clip_sample_range=1.0, dynamic_threshold=torch.ones(2)), "not both"),
     ],
 )
 def test_sampler_step_rejects_bad_arguments(kwargs, match):
-    arguments = dict(alpha_prod_t=0.5, alpha_prod_t_prev=0.7) | kwargs
+    arguments = dict(abar_t=0.5, abar_prev=0.7) | kwargs
     with pytest.raises(ValueError, match=match):
         sampler_step(torch.zeros(2, 3), torch.zeros(2, 3), **arguments)
 
@@ -142,7 +142,7 @@ def test_noise_direction_at_eta_one_into_t0_matches_float64(per_sample, triton, 
     coeffs = [a_t, a_prev, sig]
     if per_sample:
         coeffs = [torch.full((2,), c, dtype=torch.float64) for c in coeffs]
-    x_prev, x0 = sampler_step(x_t, eps, alpha_prod_t=coeffs[0], alpha_prod_t_prev=coeffs[1], sigma=coeffs[2])
+    x_prev, x0 = sampler_step(x_t, eps, abar_t=coeffs[0], abar_prev=coeffs[1], sigma=coeffs[2])
     assert x0.abs().max() < 1e-6
     torch.testing.assert_close(x_prev, direction * eps, rtol=1e-4, atol=1e-8)
 
@@ -155,7 +155,7 @@ def test_every_kind_of_prediction_is_the_eps_step_of_the_noise_it_implies(predic
     abar_t, abar_prev = 0.3, torch.tensor([0.5, 0.7, 0.95])
     x_t = abar_t ** 0.5 * x0 + (1 - abar_t) ** 0.5 * eps
     pred = x0 if prediction_type == "sample" else abar_t ** 0.5 * eps - (1 - abar_t) ** 0.5 * x0
-    step = dict(alpha_prod_t=abar_t, alpha_prod_t_prev=abar_prev, clip_sample_range=0.8)
+    step = dict(abar_t=abar_t, abar_prev=abar_prev, clip_sample_range=0.8)
     got_prev, got_x0 = sampler_step(x_t, pred, prediction_type=prediction_type, **step)
     want_prev, want_x0 = sampler_step_reference(x_t, eps, **step)
     torch.testing.assert_close(got_x0, want_x0, atol=2e-5, rtol=2e-5)
