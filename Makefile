@@ -15,13 +15,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Build the rendered book into _build/html (executes every chapter in the active profile), then
-# print one line: the build's verdicts (the chapters save them in _build/verdicts; a failed
-# invariant stops its page and so the build before this line).
+# Build the rendered book into _build/html (executes the chapters in the active profile; a page
+# whose code, genlib and profile are unchanged since the last build comes from the execution
+# cache), printing the plan and one line per page, then one line: the build's verdicts (the
+# chapters save them in _build/verdicts; a failed invariant stops its page and the build).
+# `make book PAGES="07 appD"` builds those pages only, into _build/pages/_build/html.
+PAGES ?=
 book: venv
-	$(BIN)/python -m genlib.verdicts --clear
-	GENLIB_STATIC=1 $(BIN)/jupyter-book build . -W -n --keep-going
-	$(BIN)/python -m genlib.verdicts
+	$(BIN)/python book/build.py --pages "$(PAGES)"
 
 # Every test: genlib unit tests, kernel tests, nbval on the stored notebooks, the pairing check
 # and a full book build with warnings as errors, all in the `ci` profile with a cold model cache.
@@ -44,8 +45,12 @@ test-fast: venv
 notebooks: venv
 	$(BIN)/python tests/refresh_notebooks.py $(CHAPTERS)
 
-# Open the chapters in JupyterLab (jupytext pairs each .md with its .ipynb).
+# Open the chapters in JupyterLab (jupytext pairs each .md with its .ipynb). The project's Lab
+# settings (book/jupyterlab/overrides.json, copied into the venv) open a chapter's .md as a
+# notebook on double-click; chapters/jupytext.toml pins what a save writes to the pair.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 lab: venv
+	mkdir -p $(LAB_SETTINGS) && cp book/jupyterlab/overrides.json $(LAB_SETTINGS)/overrides.json
 	$(BIN)/jupyter lab chapters
 
 clean:

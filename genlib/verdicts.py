@@ -201,8 +201,14 @@ def expected() -> list[tuple[str, str, str]]:
 
 
 def summary(verdicts=None) -> str:
-    """One line: how many of the build's verdicts were reproduced, not reproduced, inconclusive."""
-    vs = list((this_build() if verdicts is None else verdicts).values())
+    """One line: how many of the build's verdicts were reproduced, not reproduced, inconclusive.
+
+    By default, this build's verdicts of the claims the chapters make today (a saved verdict of a
+    claim since removed from its chapter is left out)."""
+    if verdicts is None:
+        today = {(c, k) for c, k, _ in expected()}
+        verdicts = {key: v for key, v in this_build().items() if key in today}
+    vs = list(verdicts.values())
     if not vs:
         return "no verdicts were saved in this build"
     counts = {o: sum(v.outcome == o for v in vs) for o in (*OUTCOMES, CI_ONLY)}
