@@ -86,3 +86,65 @@ def test_ci_outputs_give_no_verdict(md):
                if o.output_type == "stream" for line in o.text.splitlines()]
     bad = [line for line in printed if word.search(line) and not line.startswith("VERDICT (ci): code path only")]
     assert not bad, f"{md.name}: ci outputs print a verdict by hand: {bad[:3]}; use genlib.verdicts.verdict"
+
+
+def _png_widths(md):
+    """Pixel widths of every PNG a stored notebook shows: image outputs and images inside HTML
+    outputs (the static explorers' frames)."""
+    import base64
+    import re
+    import struct
+
+    import nbformat
+
+    inline = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+    nb = nbformat.read(md.with_suffix(".ipynb"), as_version=4)
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            data = o.get("data", {})
+            blobs = [data["image/png"]] if "image/png" in data else []
+            html = data.get("text/html", "")
+            blobs += inline.findall(html if isinstance(html, str) else "".join(html))
+            for blob in blobs:
+                head = base64.b64decode(blob[:64] + "=" * (-len(blob[:64]) % 4))
+                yield i, struct.unpack(">II", head[16:24])[0]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_figures_keep_their_labels_legible(md):
+    """The page shows a figure at most ``TEXT_WIDTH`` inches (at ``DPI``) wide and shrinks a
+    wider one, labels and all. genlib's smallest label (``FONT_SMALL`` points) must stay at least
+    7.5 px high once placed: no figure may be wider than about 970 px."""
+    from genlib.viz import style
+
+    column = style.TEXT_WIDTH * style.DPI
+    smallest = style.FONT_SMALL * style.DPI / 72
+    small = [(cell, width, round(smallest * min(1.0, column / width), 1)) for cell, width in _png_widths(md)
+             if smallest * min(1.0, column / width) < 7.5]
+    assert not small, f"{md.name}: (cell, width px, smallest label px once placed): {small}"
+
+
+def test_no_figure_text_is_set_below_the_smallest_label_size():
+    """Figure text in the chapters and in genlib is at least ``FONT_SMALL`` points (``fontsize=6``
+    gave Appendix B's token labels 5 px once placed); the width test above relies on it."""
+    import re
+
+    from genlib.viz import style
+
+    small = re.compile(r"fontsize\s*=\s*(\d+(?:\.\d+)?)\b")
+    found = []
+    for path in [*CHAPTERS, *sorted((ROOT / "genlib").rglob("*.py"))]:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found += [f"{path.name}:{n}: fontsize={m}" for m in small.findall(line) if float(m) < style.FONT_SMALL]
+    assert not found, found
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_code_fits_the_page_column(md):
+    """The book's code column shows about 88 characters; a longer line gets a scrollbar."""
+    import jupytext
+
+    nb = jupytext.read(md)
+    long = [(i, n, len(line)) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for n, line in enumerate(c.source.splitlines(), 1) if len(line) > 88]
+    assert not long, f"{md.name}: (cell, line, characters) over 88: {long[:8]}"

@@ -62,19 +62,33 @@ def deterministic_jshtml(raw: str, html_id: str | None = None) -> str:
     return _PAYLOAD.sub(lambda m: m.group(1) + m.group(2).replace("\\\n", ""), out)
 
 
+_INIT = re.compile(r"(anim(\w+) = new Animation\(frames, img_id, slider_id, [^;]*;)")
+
+
+def open_at(text: str, frame: int) -> str:
+    """Make a jshtml player open on ``frame`` instead of frame 0 (the slider follows)."""
+    found = _INIT.search(text)
+    if found is None:
+        raise RuntimeError("matplotlib's jshtml changed: no Animation constructor found")
+    return text[:found.end()] + f"\n        anim{found.group(2)}.set_frame({int(frame)});" + text[found.end():]
+
+
 def jshtml(fig, update: Callable[[int], Any], n: int, *, fps: float = 4, loop: bool = True,
            dpi: float | None = None, html_id: str | None = None,
-           caption: str | None = None):
+           caption: str | None = None, start: int = 0):
     """Play ``update(0) ... update(n - 1)`` on ``fig`` as a jshtml player; returns :class:`Player`.
 
     ``update(i)`` draws frame ``i``; it is called exactly once per frame, and each frame is
     rendered once. This is what ``FuncAnimation(...).to_jshtml()`` produces (the same
     ``HTMLWriter``), without FuncAnimation's extra first-frame call and second render per frame.
+    The player opens on frame ``start``.
     """
     from matplotlib.animation import HTMLWriter
 
     if n < 1:
         raise ValueError("an animation needs at least one frame")
+    if not 0 <= start < n:
+        raise ValueError(f"start must be a frame in [0, {n - 1}], got {start}")
     fps = max(float(fps), 0.1)
     writer = HTMLWriter(fps=fps, embed_frames=True, default_mode="loop" if loop else "once",
                         embed_limit=64)
@@ -86,6 +100,8 @@ def jshtml(fig, update: Callable[[int], Any], n: int, *, fps: float = 4, loop: b
                 writer.grab_frame()
         raw = path.read_text()
     text = deterministic_jshtml(raw, html_id)
+    if start:
+        text = open_at(text, start)
     if caption:
         text += ('\n<div class="genlib-caption" style="font-size: smaller; margin-top: 0.3em">'
                  f"{html_lib.escape(caption)}</div>\n")
@@ -128,7 +144,7 @@ def animate(frames: Any, *, fps: float = 4, value_range: Sequence[float] = DEFAU
             nrow: int | None = None, labels: Any = None, scale: float | None = None,
             figsize: tuple[float, float] = style.FIGSIZE, canvas: str = "ax",
             max_frames: int | None = 32, loop: bool = True, caption: str | None = None,
-            html_id: str | None = None, dpi: float | None = None):
+            html_id: str | None = None, dpi: float | None = None, start: int = 0):
     """Animate image frames or drawing callbacks; returns a :class:`Player` (HTML) player.
 
     Args:
@@ -148,6 +164,7 @@ def animate(frames: Any, *, fps: float = 4, value_range: Sequence[float] = DEFAU
             the original indices; a caption says so). ``None``: all frames.
         loop: loop playback (else play once).
         caption: a line of text under the player.
+        start: the frame the player opens on (an index into the frames shown).
         html_id: the player's HTML id (a JavaScript identifier); default ``genlib<n>``.
 
     The figure is closed, so it is not shown a second time under the player.
@@ -172,7 +189,7 @@ def animate(frames: Any, *, fps: float = 4, value_range: Sequence[float] = DEFAU
     if len(idx) < n_all and caption is None:
         caption = f"Showing {len(idx)} of {n_all} frames, evenly spaced."
     return jshtml(fig, update, len(idx), fps=fps, loop=loop, dpi=dpi, html_id=html_id,
-                  caption=caption)
+                  caption=caption, start=start)
 
 
 def _tensor_frames(x: np.ndarray, texts: list[str] | None, nrow: int | None,

@@ -158,7 +158,8 @@ def _fixed_text(specs: list[Param]) -> str:
 
 def _shown(p: Param, n: int) -> str:
     """``"24 of 100 values, evenly spaced"`` (or ``"8 values"`` when all are shown)."""
-    return f"{n} of {len(p.values)} values, evenly spaced" if n < len(p.values) else f"{n} values"
+    return (f"{n} of {len(p.values)} values, evenly spaced" if n < len(p.values)
+            else f"{n} value" if n == 1 else f"{n} values")
 
 
 def scrubber_view(draw, specs: list[Param], *, canvas: str, figsize, max_frames: int,
@@ -171,10 +172,23 @@ def scrubber_view(draw, specs: list[Param], *, canvas: str, figsize, max_frames:
     def frame(value):
         return lambda fig: draw_view(fig, draw, {first.name: value, **held}, canvas)
 
-    caption = (f"Scrub {first.name} ({_shown(first, len(idx))}).{_fixed_text(rest)} "
+    opens = min(range(len(idx)), key=lambda j: _distance(first.values[idx[j]], first.default))
+    at = f"; it opens at {label_of({first.name: first.values[idx[opens]]})}" if opens else ""
+    caption = (f"Scrub {first.name} ({_shown(first, len(idx))}{at}).{_fixed_text(rest)} "
                "Run the notebook in Jupyter for live controls.")
     return animate([frame(first.values[i]) for i in idx], canvas="figure", figsize=figsize,
-                   fps=fps, max_frames=None, labels=False, caption=caption)
+                   fps=fps, max_frames=None, labels=False, caption=caption, start=opens)
+
+
+def _distance(value, default) -> float:
+    """How far a shown value is from the default (0 for the default itself): the player opens on
+    the nearest shown frame, as the live view opens on the default."""
+    if value == default:
+        return 0.0
+    try:
+        return abs(float(value) - float(default))
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def multiples_view(draw, specs: list[Param], *, canvas: str, figsize, max_panels: int):

@@ -47,8 +47,13 @@ class GridLayout:
     @classmethod
     def fit(cls, rows: int, cols: int, h: int, w: int, cell_inches: float, pad: int = 1):
         """A layout whose images are about ``cell_inches`` wide, enlarged by a whole factor so
-        one canvas pixel is one figure pixel (when the images are small enough)."""
+        one canvas pixel is one figure pixel (when the images are small enough), and no wider
+        in all than the page (``style.TEXT_WIDTH``, 10% of slack for the whole factor): the page
+        would shrink a wider figure, and its labels with it."""
+        cell_inches = min(cell_inches, style.TEXT_WIDTH / max(cols, 1))
         k = max(1, round(cell_inches * style.DPI / w))
+        if k > 1 and cols * (k * w + pad) > 1.1 * style.TEXT_WIDTH * style.DPI:
+            k = max(1, int(cell_inches * style.DPI // w))  # round down where rounding up overflows
         px = 1 / style.DPI if k > 1 or w <= cell_inches * style.DPI else cell_inches / w
         return cls(rows, cols, h * k, w * k, pad, px=px, k=k)
 
@@ -154,7 +159,7 @@ def image_grid(images: Any, nrow: int | None = None, value_range: Sequence[float
         title: a title above the grid.
         ax: draw into this Axes instead of a new figure (returns its figure; ``title`` becomes
             the Axes title).
-        scale: inches per image; default fills at most the page width.
+        scale: inches per image; default fills at most the page width, which also caps it.
         pad: separator width in pixels; sep_value: its grey level in [0, 1].
     """
     x = images_hwc(images, "image_grid", value_range)

@@ -83,3 +83,19 @@ def test_bad_id_and_labels():
         animate(torch.zeros(1, 1, 4, 4), html_id="not an id")
     with pytest.raises(ValueError, match="labels"):
         animate(torch.zeros(3, 1, 4, 4), labels=["a"])
+
+
+def test_the_static_scrubber_opens_on_the_default_as_the_live_view_does(monkeypatch):
+    """explore(..., defaults=...) without a kernel: the player's first shown frame is the
+    default's (the live view opens there too), and the caption says which one."""
+    from genlib import config
+    from genlib.viz import explore
+
+    monkeypatch.setattr(config, "interactive", lambda: False)
+    player = explore(lambda ax, x: ax.plot([0, x]), x=[0.0, 0.25, 0.5, 0.75, 1.0], defaults={"x": 0.75})
+    import re
+
+    opens = re.compile(r"animgenlib\d+\.set_frame\((\d+)\);")
+    assert opens.findall(player.data) == ["3"] and "it opens at x = 0.75" in player.data
+    first = explore(lambda ax, x: ax.plot([0, x]), x=[0.0, 0.5, 1.0])
+    assert not opens.findall(first.data) and "it opens at" not in first.data
