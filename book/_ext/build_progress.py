@@ -108,14 +108,15 @@ def _before_read(app, env, docnames):
     name = profile()
     times, provenance = measured(name)
     cached = _cached_docnames(app, list(docnames))
-    app._genlib_progress = {"start": time.perf_counter(), "done": 0, "total": len(docnames), "page": {}}
+    total = sum(1 for d in docnames if d.startswith("chapters/"))
+    app._genlib_progress = {"start": time.perf_counter(), "done": 0, "total": total, "page": {}}
     for line in plan_lines(list(docnames), cached, times, provenance, name):
         logger.info(line)
 
 
 def _source_read(app, docname, source):
     state = getattr(app, "_genlib_progress", None)
-    if state is not None:
+    if state is not None and docname.startswith("chapters/"):
         state["page"][docname] = time.perf_counter()
 
 

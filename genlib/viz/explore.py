@@ -196,9 +196,13 @@ def multiples_view(draw, specs: list[Param], *, canvas: str, figsize, max_panels
     across = specs[0]
     down = specs[1] if len(specs) > 1 else None
     rest = specs[2:]
+    if down is not None and len(down.values) == 1:  # nothing varies down: wrap the row instead
+        down, rest = None, specs[1:]
     if down is None:
         idx = even_indices(len(across.values), max_panels)
-        rows = math.ceil(len(idx) / 4)
+        # as many panels per row as fit the page at full size (at most 4), so labels stay legible
+        per_row = max(1, min(4, int(style.TEXT_WIDTH // figsize[0])))
+        rows = math.ceil(len(idx) / per_row)
         cols = math.ceil(len(idx) / rows)
         grid = [[{across.name: across.values[i]} for i in idx[r * cols:(r + 1) * cols]]
                 for r in range(rows)]
