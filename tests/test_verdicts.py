@@ -38,7 +38,19 @@ def build(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLIB_VERDICTS", str(tmp_path / "build"))
     monkeypatch.setattr(verdicts, "RECORDED", tmp_path / "records")
     monkeypatch.delenv("GENLIB_RECORD", raising=False)
+    # the summary counts the claims the chapters make today: here, the test's own claim
+    monkeypatch.setattr(verdicts, "expected", lambda: [("07", "cosine", "cosine beats linear")])
     return tmp_path
+
+
+def test_summary_leaves_out_claims_no_chapter_makes_any_more(build, monkeypatch, capsys):
+    """A verdict file of a claim since removed from its chapter stays in the folder (a cached
+    build does not rerun that page) but is not counted."""
+    monkeypatch.setenv("GENLIB_PROFILE", "cpu")
+    verdicts.verdict("07", "cosine", "cosine beats linear", 0.52, 0.11)
+    verdicts.verdict("07", "retired", "a claim the chapter dropped", -5.0, 0.1)
+    assert set(verdicts.this_build()) == {("07", "cosine"), ("07", "retired")}
+    assert verdicts.summary() == "1 reproduced, 0 not reproduced, 0 inconclusive (profile cpu)"
 
 
 def test_cpu_verdict_prints_effect_and_se_and_is_saved(build, monkeypatch, capsys):
