@@ -202,6 +202,13 @@ def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def weights_digest(module: torch.nn.Module) -> str:
+    """16 hex digits of :func:`checksum` over a module's parameters and buffers: the same weights
+    (names, dtypes, shapes, bytes) give the same digest on any machine, so a model trained on
+    frozen parts can name exactly which parts it used, in its cache key."""
+    return checksum(module.state_dict())[:16]
+
+
 def _state_tensors(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state dict ready for safetensors: detached, contiguous CPU copies (tied weights cloned)."""
     state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state

@@ -22,7 +22,6 @@ an 8x8 U-Net, not a 32x32 one.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -215,23 +214,13 @@ def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None
     and a digest of their weights are part of this model's cache key); from the cache or trained now."""
     c, s = first_stage.cfg.net.latent_channels, 32 // first_stage.cfg.net.factor
     cfg = cfg or LDMConfig.preset(clip.cfg.text_dim, c, s, clip.cfg.max_len, **overrides)
-    extra = {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_weights": weights_digest(first_stage),
-             "text_encoder": zoo.to_json(clip.cfg), "text_encoder_weights": weights_digest(clip)}
+    extra = {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_weights": zoo.weights_digest(first_stage),
+             "text_encoder": zoo.to_json(clip.cfg), "text_encoder_weights": zoo.weights_digest(clip)}
 
     def fit(model: LatentDiffusion) -> dict:
         return train_ldm(model, *training_data(first_stage, clip, cfg.text_layer))
 
     return zoo.get_or_train("ldm-shapes", LatentDiffusion, fit, cfg, extra=extra).annotated()
-
-
-def weights_digest(module: nn.Module) -> str:
-    """A short SHA-256 of a module's parameters and buffers: the same weights give the same digest
-    on any machine, so a model trained on frozen parts can name exactly which parts it used."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- text to image

@@ -31,7 +31,6 @@ from torch import nn
 
 from genlib import config, train, zoo
 from genlib.diffusion import ddim_sample, diffusion_loss
-from genlib.models.ldm import weights_digest
 from genlib.models.video_ldm_image import (  # noqa: F401  (the image stage; re-exported for the chapter)
     SIZE, FrameAutoencoder, FrameAutoencoderConfig, ImageLDM, ImageLDMConfig, encode_clips, load_frame_autoencoder,
     load_image_ldm, pool_size, training_clips,
@@ -303,7 +302,7 @@ def load_video_ldm(image: ImageLDM, ae: FrameAutoencoder, cfg: VideoLDMConfig | 
     def fit(model: VideoLDM) -> dict:
         return train_video_ldm(model, encode_clips(ae, training_clips(n, cfg.frames)))
 
-    extra = {"image": weights_digest(image), "image_cfg": zoo.to_json(image.cfg), "autoencoder": weights_digest(ae),
+    extra = {"image": zoo.weights_digest(image), "image_cfg": zoo.to_json(image.cfg), "autoencoder": zoo.weights_digest(ae),
              "clips": n}
     return zoo.get_or_train("video-ldm-temporal", lambda c: VideoLDM(c, copy.deepcopy(image)), fit, cfg,
                             extra=extra).annotated()
@@ -433,4 +432,4 @@ def load_temporal_decoder(ae: FrameAutoencoder, cfg: TemporalDecoderConfig | Non
         return {"history": history.to_dict(), "latent_std": std}
 
     build = lambda c: TemporalDecoder(c, copy.deepcopy(ae.decoder))  # noqa: E731
-    return zoo.get_or_train("video-ldm-decoder", build, fit, cfg, extra={"autoencoder": weights_digest(ae), "clips": n}).annotated()
+    return zoo.get_or_train("video-ldm-decoder", build, fit, cfg, extra={"autoencoder": zoo.weights_digest(ae), "clips": n}).annotated()

@@ -21,7 +21,6 @@ from torch import nn
 from genlib import config, train, zoo
 from genlib.data import moving
 from genlib.diffusion import NoiseSchedule, diffusion_loss
-from genlib.models.ldm import weights_digest
 from genlib.nn.convnets import ConvNetConfig, Decoder, Encoder
 from genlib.nn.unet import UNet, UNetConfig
 from genlib.nn.video import to_frames
@@ -180,5 +179,5 @@ def load_image_ldm(ae: FrameAutoencoder, cfg: ImageLDMConfig | None = None) -> I
         return train.fit(model, loss, batches, cfg.steps, lr=cfg.lr, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
                          grad_clip=1.0, seed=cfg.seed, desc="image LDM (spatial layers)").to_dict()
 
-    extra = {"autoencoder": weights_digest(ae), "clips": n}
+    extra = {"autoencoder": zoo.weights_digest(ae), "clips": n}
     return zoo.get_or_train("video-ldm-image", ImageLDM, fit, cfg, extra=extra).annotated()
