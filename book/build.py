@@ -26,17 +26,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from genlib import config  # noqa: E402
 DIGEST_INPUTS = ("genlib", "requirements.txt", "pyproject.toml")  # what executed outputs depend on
-
-
-def profile() -> str:
-    name = os.environ.get("GENLIB_PROFILE", "").strip().lower()
-    if name:
-        return name
-    sys.path.insert(0, str(ROOT))
-    from genlib import config
-
-    return config.profile()
 
 
 def digest(root: Path = ROOT, profile_name: str | None = None) -> str:
@@ -50,7 +42,7 @@ def digest(root: Path = ROOT, profile_name: str | None = None) -> str:
             if "__pycache__" in p.parts or p.suffix == ".pyc" or not p.exists():
                 continue
             h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update(f"profile={profile_name or profile()};static={os.environ.get('GENLIB_STATIC', '1')}".encode())
+    h.update(f"profile={profile_name or config.profile()};static={os.environ.get('GENLIB_STATIC', '1')}".encode())
     return h.hexdigest()
 
 
@@ -116,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                         "with --pages); the book lands in OUT/_build/html")
     args = parser.parse_args(argv)
     wanted = args.pages.split()
-    name = profile()
+    name = config.profile()
     try:
         pages = select(toc_pages(), wanted) if wanted else toc_pages()
     except ValueError as e:
@@ -139,16 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     if run.returncode:
         return run.returncode
     print(f"Built {len(pages)} page(s) into {build / 'html'}.")
-    found = verdicts.this_build()
-    if wanted:  # this build's pages only: the others' saved verdicts may be older
-        ids = {chapter_id(p) for p in pages}
-        found = {key: v for key, v in found.items() if key[0] in ids}
-    today = {(c, k) for c, k, _ in verdicts.expected()}
-    shown = verdicts.summary({key: v for key, v in found.items() if key in today})
+    # with --pages, this build's pages only: the others' saved verdicts may be older
+    shown = verdicts.summary(chapters={chapter_id(p) for p in pages} if wanted else None)
     print(f"Every invariant held (a failed one stops its page). Verdicts: {shown}.")
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

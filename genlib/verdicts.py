@@ -200,13 +200,14 @@ def expected() -> list[tuple[str, str, str]]:
     return [(c, k, claim) for (c, k), claim in found.items()]
 
 
-def summary(verdicts=None) -> str:
+def summary(verdicts=None, *, chapters=None) -> str:
     """One line: how many of the build's verdicts were reproduced, not reproduced, inconclusive.
 
     By default, this build's verdicts of the claims the chapters make today (a saved verdict of a
-    claim since removed from its chapter is left out)."""
+    claim since removed from its chapter is left out), of every chapter or of ``chapters`` (ids
+    such as ``"07"``, ``"D"``)."""
     if verdicts is None:
-        today = {(c, k) for c, k, _ in expected()}
+        today = {(c, k) for c, k, _ in expected() if chapters is None or c in chapters}
         verdicts = {key: v for key, v in this_build().items() if key in today}
     vs = list(verdicts.values())
     if not vs:

@@ -18,25 +18,15 @@ code does not change when theirs do; its front matter sets ``execution_mode: for
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from sphinx.util import logging
 
+from genlib.config import profile
+
 logger = logging.getLogger(__name__)
 TIMES = Path(__file__).resolve().parents[1] / "page_times.json"
-
-
-def profile() -> str:
-    """The build's genlib profile, as :func:`genlib.config.profile` decides it (without importing torch
-    when ``GENLIB_PROFILE`` is set)."""
-    name = os.environ.get("GENLIB_PROFILE", "").strip().lower()
-    if name:
-        return name
-    from genlib import config
-
-    return config.profile()
 
 
 def measured(profile_name: str, path: Path = TIMES) -> tuple[dict[str, float], str]:

@@ -47,6 +47,7 @@ from genlib.diffusion import guidance
 from genlib.diffusion.parameterisation import check_prediction_type
 from genlib.diffusion.schedules import NoiseSchedule
 from genlib.kernels import sampler_step
+from genlib.kernels.sampler import implied_x0_eps
 
 SPACINGS = ("leading", "trailing", "linspace")
 VARIANCES = ("fixed_small", "fixed_large")
@@ -176,10 +177,9 @@ def reverse_step(x_t: torch.Tensor, pred: torch.Tensor, abar_t: float | torch.Te
     if not isinstance(guidance_scale, torch.Tensor):
         check_options(None, guidance_scale)
     scale = None
-    if dynamic:
+    if dynamic:  # the threshold's scale comes from the unclipped x0 the step will clip
         a, s = _per_sample(abar_t, x_t) ** 0.5, _per_sample(1 - abar_t, x_t) ** 0.5
-        p, x = pred.float(), x_t.float()
-        x0_raw = (x - s * p) / a if prediction_type == "epsilon" else p if prediction_type == "sample" else a * x - s * p
+        x0_raw = implied_x0_eps(pred.float(), x_t.float(), a, s, prediction_type)[0]
         scale = guidance.dynamic_threshold_scale(x0_raw, threshold.percentile, threshold.cap).to(x_t.device)
     inside = noise_std is None or noise_std == sigma  # the kernel adds sigma * noise itself
     x_prev, x0 = sampler_step(
@@ -293,6 +293,18 @@ def _start(shape, x_T, generator, device) -> torch.Tensor:
     return x_T.to(device)
 
 
+def _keyword_sample(model, schedule: NoiseSchedule, shape, sampler_kw: dict, *, prediction_type, x_T, cond,
+                    uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max, generator, device,
+                    record) -> SampleOutput:
+    """:func:`ddim_sample` and :func:`ddpm_sample`: their keyword options made into a Guidance and a
+    Threshold, a :class:`Sampler` of ``sampler_kw``, and the one loop from ``x_T`` or fresh noise."""
+    guide, threshold = _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max)
+    sampler = Sampler(schedule, **sampler_kw, prediction_type=prediction_type, threshold=threshold)
+    device = _device(model, device)
+    return sample(model, sampler, _start(shape, x_T, generator, device), cond=cond, guide=guide,
+                  generator=generator, record=record)
+
+
 def _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max):
     """The keyword options of :func:`ddim_sample` / :func:`ddpm_sample` as a Guidance and a Threshold."""
     check_options(clip_sample, guidance_scale)
@@ -327,12 +339,11 @@ def ddim_sample(model, schedule: NoiseSchedule, shape=None, *, num_steps: int = 
     classifier-free guidance with ``cond``, ``uncond`` and ``guidance_scale`` (genlib's convention,
     see :mod:`genlib.diffusion.guidance`); ``record`` keeps every x_t and predicted x0.
     """
-    guide, threshold = _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max)
-    sampler = Sampler(schedule, num_steps, eta=eta, spacing=spacing, prediction_type=prediction_type,
-                      threshold=threshold)
-    device = _device(model, device)
-    return sample(model, sampler, _start(shape, x_T, generator, device), cond=cond, guide=guide,
-                  generator=generator, record=record)
+    return _keyword_sample(model, schedule, shape, dict(num_steps=num_steps, eta=eta, spacing=spacing),
+                           prediction_type=prediction_type, x_T=x_T, cond=cond, uncond=uncond,
+                           guidance_scale=guidance_scale, clip_sample=clip_sample,
+                           dynamic_percentile=dynamic_percentile, dynamic_max=dynamic_max,
+                           generator=generator, device=device, record=record)
 
 
 def ddpm_sample(model, schedule: NoiseSchedule, shape=None, *, variance: str = "fixed_small",
@@ -348,11 +359,10 @@ def ddpm_sample(model, schedule: NoiseSchedule, shape=None, *, variance: str = "
     fewer steps the betas are those of the respaced chain, ``1 - abar_t / abar_prev``. The last
     step adds no noise. Other options as :func:`ddim_sample`.
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    guide, threshold = _options(cond, uncond, guidance_scale, clip_sample, dynamic_percentile, dynamic_max)
-    sampler = Sampler(schedule, num_steps, variance=variance, spacing=spacing, prediction_type=prediction_type,
-                      threshold=threshold)
-    device = _device(model, device)
-    return sample(model, sampler, _start(shape, x_T, generator, device), cond=cond, guide=guide,
-                  generator=generator, record=record)
+    if variance is None:  # None would mean DDIM to the Sampler
+        raise ValueError(f"unknown variance None; expected one of {', '.join(VARIANCES)}")
+    return _keyword_sample(model, schedule, shape, dict(num_steps=num_steps, variance=variance, spacing=spacing),
+                           prediction_type=prediction_type, x_T=x_T, cond=cond, uncond=uncond,
+                           guidance_scale=guidance_scale, clip_sample=clip_sample,
+                           dynamic_percentile=dynamic_percentile, dynamic_max=dynamic_max,
+                           generator=generator, device=device, record=record)

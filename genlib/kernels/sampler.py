@@ -54,6 +54,19 @@ from genlib.kernels.common import (  # noqa: F401  (re-exported)
     PREDICTIONS, Coefficient, check_prediction, check_sampler_inputs, step_coefficients,
 )
 
+def implied_x0_eps(pred: torch.Tensor, x_t: torch.Tensor, a_t, s_t, prediction_type: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2: ``(x0, eps)`` a prediction of kind ``prediction_type`` implies at ``x_t``, with
+    ``a_t = sqrt(abar_t)`` and ``s_t = sqrt(1 - abar_t)`` (numbers or tensors broadcasting against
+    ``x_t``). x0 is read from a v or x0 prediction directly, never through eps."""
+    pred_kind = check_prediction(prediction_type)
+    if pred_kind == 0:  # epsilon
+        return (x_t - s_t * pred) / a_t, pred
+    if pred_kind == 1:  # sample
+        return pred, (x_t - a_t * pred) / s_t
+    return a_t * x_t - s_t * pred, s_t * x_t + a_t * pred  # v_prediction
+
+
 def _per_sample(c: Coefficient, x: torch.Tensor) -> torch.Tensor:
     """A coefficient as a tensor of ``x``'s dtype that broadcasts against ``x: b ...``."""
     c = torch.as_tensor(c, dtype=x.dtype, device=x.device)
@@ -76,7 +89,7 @@ def sampler_step_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The stages of the module docstring in plain PyTorch (fp32; fp64 for fp64 inputs); returns
     ``(x_prev, x0)``."""
-    pred_kind = check_prediction(prediction_type)
+    check_prediction(prediction_type)
     check_sampler_inputs(
         x_t, eps_cond, eps_uncond, noise,
         dict(abar_t=abar_t, abar_prev=abar_prev, sigma=sigma,
@@ -93,12 +106,7 @@ def sampler_step_reference(
         pred_u = eps_uncond.to(x.dtype)
         pred = pred_u + guidance_scale * (pred - pred_u)
     # 2. the clean sample and the noise the prediction implies
-    if pred_kind == 0:  # epsilon
-        x0, eps = (x - s_t * pred) / a_t, pred
-    elif pred_kind == 1:  # sample
-        x0, eps = pred, (x - a_t * pred) / s_t
-    else:  # v_prediction
-        x0, eps = a_t * x - s_t * pred, s_t * x + a_t * pred
+    x0, eps = implied_x0_eps(pred, x, a_t, s_t, prediction_type)
     # 3. clipping, and 4. the noise direction recomputed from the clipped x0
     if clip_sample_range is not None or dynamic_threshold is not None:
         if clip_sample_range is not None:
