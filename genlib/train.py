@@ -174,20 +174,60 @@ class EMA:
             self.shadow[n].copy_(v)
 
 
+# ----------------------------------------------------------------------------- budget
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Budget:
+    """The training budget every model config shares: ``steps`` of AdamW on ``batch_size`` examples
+    at peak learning rate ``lr`` after ``warmup`` linear warm-up steps, from ``seed``. Configs that
+    train something inherit it (``class XConfig(Budget)``) and redeclare only the defaults that
+    differ; their ``preset()`` picks the active profile's values."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 0 or self.batch_size < 1 or self.warmup < 0:
+            raise ValueError(f"need steps >= 0, batch_size >= 1 and warmup >= 0, got steps={self.steps}, "
+                             f"batch_size={self.batch_size}, warmup={self.warmup}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
-def random_batches(data: torch.Tensor, batch_size: int, labels: torch.Tensor | None = None, *, seed: int = 0):
-    """``step -> `` ``batch_size`` rows of ``data`` drawn with replacement (with their ``labels`` as
-    ``(x, y)`` when given), from a generator seeded by ``(seed, step)``: the same batch for the same
-    step on every run, whether the model is trained now or was loaded and retrained later."""
-    if labels is not None and len(labels) != len(data):
-        raise ValueError(f"labels must have one entry per row of data: {len(labels)} vs {len(data)}")
+def step_seed(seed: int, step: int) -> int:
+    """The seed of the data drawn at training ``step`` of a run with ``seed``: ``seed * 1_000_003 +
+    step``. Every batch source in genlib uses it, so a batch depends on (seed, step) only: the
+    same on every run, whether the model is trained now or was loaded and retrained later."""
+    return seed * 1_000_003 + step
+
+
+def random_batches(data: torch.Tensor | tuple[torch.Tensor, ...], batch_size: int, labels: torch.Tensor | None = None,
+                   *, seed: int = 0, transform: Callable[[Batch, torch.Generator], Batch] | None = None):
+    """``step -> `` ``batch_size`` rows of ``data`` drawn with replacement, from a generator seeded
+    by :func:`step_seed`. ``data`` is a tensor, or a tuple of tensors with one row per example
+    (the same rows are drawn from each; the batch is a tuple too); ``labels`` adds a second entry
+    ``(x, y)``. ``transform(batch, generator)`` post-processes a batch (noise, masks); it gets the
+    step's generator, so what it draws from it is tied to the step as well."""
+    parts = data if isinstance(data, tuple) else (data,) if labels is None else (data, labels)
+    if len({len(p) for p in parts}) != 1:
+        raise ValueError(f"data and labels must have one entry per row of data (one row per example), got lengths {[len(p) for p in parts]}")
+    single = len(parts) == 1
 
     def batch(step: int):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        idx = torch.randint(len(data), (batch_size,), generator=g)
-        return data[idx] if labels is None else (data[idx], labels[idx])
+        g = torch.Generator().manual_seed(step_seed(seed, step))
+        idx = torch.randint(len(parts[0]), (batch_size,), generator=g)
+        picked = parts[0][idx] if single else tuple(p[idx] for p in parts)
+        return picked if transform is None else transform(picked, g)
 
     return batch
 

@@ -351,3 +351,40 @@ def test_history_survives_the_zoo(tmp_path, monkeypatch):
     assert again.loaded and again.info == first.info
     h = History.from_dict(again.info["history"])
     assert len(h) == 20 and h.last(5) < h.loss[0]
+
+
+def test_random_batches_draw_the_same_rows_from_every_part_and_pass_the_generator():
+    x = torch.arange(20.0).reshape(10, 2)
+    y = torch.arange(10) * 10
+    seen = []
+
+    def tag(b, g):
+        seen.append(g)
+        return b[0], b[1], torch.rand(1, generator=g)
+
+    batch = train.random_batches((x, y), 6, seed=3, transform=tag)
+    xb, yb, r = batch(5)
+    assert torch.equal(xb[:, 0] / 2 * 10, yb.float())  # row i of x and row i of y, together
+    assert isinstance(seen[0], torch.Generator)
+    again = batch(5)
+    assert torch.equal(again[0], xb) and torch.equal(again[2], r)  # the transform's draws follow the step too
+    assert not torch.equal(batch(6)[0], xb)
+    assert not torch.equal(train.random_batches((x, y), 6, seed=4)(5)[0], xb)
+    assert torch.equal(train.random_batches(x, 6, y, seed=3)(5)[0], xb)  # labels= is the same as a pair
+
+
+def test_step_seed_is_the_one_formula_and_seed_zero_keeps_the_step():
+    assert [train.step_seed(0, s) for s in range(3)] == [0, 1, 2]
+    assert train.step_seed(1, 0) != train.step_seed(0, 1)
+    g = torch.Generator().manual_seed(train.step_seed(2, 7))
+    idx = torch.randint(10, (4,), generator=g)
+    assert torch.equal(train.random_batches(torch.arange(10), 4, seed=2)(7), idx)
+    with pytest.raises(ValueError, match="one entry per row"):
+        train.random_batches((torch.zeros(3), torch.zeros(4)), 2)
+
+
+def test_budget_rejects_impossible_budgets():
+    assert train.Budget().steps == 1000
+    for bad in (dict(steps=-1), dict(batch_size=0), dict(lr=0.0), dict(warmup=-2)):
+        with pytest.raises(ValueError):
+            train.Budget(**bad)

@@ -50,7 +50,7 @@ class ClipEvaluatorConfig:
     seed: int = 0
 
     @classmethod
-    def for_profile(cls, size: int = 32, frames: int = 8) -> "ClipEvaluatorConfig":
+    def preset(cls, size: int = 32, frames: int = 8) -> "ClipEvaluatorConfig":
         """The preset of the active profile (``ci`` only proves the code path). Every step draws fresh
         clips on the CPU (about 1 ms a clip at 32 x 32 x 8), which bounds the ``gpu`` preset."""
         return config.pick(
@@ -135,7 +135,7 @@ def _loss(model: ClipEvaluator, batch) -> tuple[torch.Tensor, dict]:
 
 def _batch(cfg: ClipEvaluatorConfig, step: int):
     """Training batch ``step``: fresh clips, drawn deterministically from the seed and the step."""
-    batch = moving.sample(cfg.batch_size, cfg.frames, cfg.size, seed=cfg.seed * 1_000_003 + step)
+    batch = moving.sample(cfg.batch_size, cfg.frames, cfg.size, seed=train.step_seed(cfg.seed, step))
     return batch.videos, clip_targets(batch)
 
 
@@ -152,7 +152,7 @@ def load_clip_evaluator(cfg: ClipEvaluatorConfig | None = None) -> ClipEvaluator
     """The trained clip evaluator of the profile (or of ``cfg``): from the model cache, or trained
     now. ``.info`` holds its training history and held-out accuracy, ``.from_cache`` says whether
     the weights were loaded."""
-    cfg = cfg or ClipEvaluatorConfig.for_profile()
+    cfg = cfg or ClipEvaluatorConfig.preset()
     return zoo.get_or_train("clip-evaluator", ClipEvaluator, train_clip_evaluator, cfg).annotated()
 
 

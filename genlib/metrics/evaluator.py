@@ -46,7 +46,7 @@ class EvaluatorConfig:
     seed: int = 0
 
     @classmethod
-    def for_profile(cls, size: int = 32) -> "EvaluatorConfig":
+    def preset(cls, size: int = 32) -> "EvaluatorConfig":
         """The preset of the active profile (``ci`` only proves the code path)."""
         return config.pick(
             ci=cls(size=size, width=8, cell_features=8, steps=300, batch_size=32),
@@ -169,7 +169,7 @@ def load_evaluator(size: int = 32, cfg: EvaluatorConfig | None = None) -> Shapes
     Its training history and held-out accuracy are in ``evaluator.info``; ``evaluator.from_cache``
     says whether the weights were loaded rather than trained now.
     """
-    cfg = cfg or EvaluatorConfig.for_profile(size)
+    cfg = cfg or EvaluatorConfig.preset(size)
     if cfg.size != size:
         raise ValueError(f"asked for a {size}x{size} evaluator with a config for {cfg.size}x{cfg.size} images")
     return zoo.get_or_train("shapes-evaluator", ShapesEvaluator, train_evaluator, cfg).annotated()

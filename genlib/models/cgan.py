@@ -46,6 +46,13 @@ class ConvGANConfig:
         """Halvings from ``image_size`` down to 4x4."""
         return (self.image_size // 4).bit_length() - 1
 
+    @classmethod
+    def preset(cls) -> "ConvGANConfig":
+        """The class-conditional 16x16 digits GAN of the active profile (its training:
+        ``GANTraining.preset("digits")``)."""
+        return cls(image_size=16, channels=1, z_dim=config.pick(ci=16, cpu=32, gpu=64),
+                   width=config.pick(ci=8, cpu=32, gpu=64), num_classes=digits.NUM_CLASSES)
+
 
 def _check_labels(y: torch.Tensor | None, b: int, num_classes: int, who: str) -> None:
     if num_classes == 0:
@@ -119,18 +126,10 @@ class ConvDiscriminator(nn.Module):
 # ----------------------------------------------------------------------------- chapter 05's digits model, by profile
 
 
-def digits_preset() -> tuple[ConvGANConfig, GANTraining]:
-    """The class-conditional digits GAN (16x16) of the active profile."""
-    cfg = ConvGANConfig(image_size=16, channels=1, z_dim=config.pick(ci=16, cpu=32, gpu=64),
-                        width=config.pick(ci=8, cpu=32, gpu=64), num_classes=digits.NUM_CLASSES)
-    return cfg, GANTraining(steps=config.pick(ci=30, cpu=800, gpu=3000), batch_size=config.pick(ci=32, cpu=64, gpu=128),
-                            lr=2e-4)
-
-
 def load_digits_cgan(seed: int = 0) -> GANPair:
     """The conditional digits GAN, trained on the digits' train split (cached), on
     :func:`genlib.config.device`; ``pair.info["history"]`` holds the losses and D's outputs."""
-    cfg, settings = digits_preset()
+    cfg, settings = ConvGANConfig.preset(), GANTraining.preset("digits")
     x, y = digits.load(16, "train", seed=0)
 
     def fit(pair: GANPair) -> dict:

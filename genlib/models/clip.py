@@ -51,6 +51,27 @@ class CLIPConfig:
     image_width: int = 32
     temperature: float = 0.07
 
+    @classmethod
+    def preset(cls) -> "CLIPConfig":
+        """The active profile's CLIP for 32x32 shapes scenes."""
+        return config.pick(ci=cls(embed_dim=32, text_dim=32, text_layers=1, image_width=8),
+                           cpu=cls(embed_dim=64, text_dim=64, text_layers=2, image_width=16),
+                           gpu=cls(embed_dim=128, text_dim=128, text_layers=4, image_width=32))
+
+
+@dataclasses.dataclass(frozen=True)
+class CLIPTraining:
+    """``steps`` of AdamW at ``lr`` on batches of ``batch_size`` fresh captioned scenes."""
+
+    steps: int = 500
+    batch_size: int = 64
+    lr: float = 2e-3
+
+    @classmethod
+    def preset(cls) -> "CLIPTraining":
+        """The active profile's budget for the shapes CLIP."""
+        return cls(steps=config.pick(ci=20, cpu=500, gpu=4000), batch_size=config.pick(ci=16, cpu=64, gpu=256), lr=2e-3)
+
 
 class TextEncoder(nn.Module):
     """``tokens: b n`` (int64) -> ``states: b n text_dim`` (causal transformer, final LayerNorm)."""
@@ -144,24 +165,15 @@ class CLIP(nn.Module):
 # ----------------------------------------------------------------------------- the shapes CLIP, by profile
 
 
-def shapes_preset() -> tuple[CLIPConfig, dict]:
-    """The active profile's CLIP for 32x32 shapes scenes and its training settings."""
-    cfg = config.pick(ci=CLIPConfig(embed_dim=32, text_dim=32, text_layers=1, image_width=8),
-                      cpu=CLIPConfig(embed_dim=64, text_dim=64, text_layers=2, image_width=16),
-                      gpu=CLIPConfig(embed_dim=128, text_dim=128, text_layers=4, image_width=32))
-    settings = dict(steps=config.pick(ci=20, cpu=500, gpu=4000), batch_size=config.pick(ci=16, cpu=64, gpu=256), lr=2e-3)
-    return cfg, settings
-
-
 def load_shapes_clip(seed: int = 0) -> CLIP:
     """The shapes CLIP of the active profile, from the model cache or trained now on a stream of
     fresh scenes (``model.info`` holds the training history)."""
-    cfg, settings = shapes_preset()
+    cfg, settings = CLIPConfig.preset(), CLIPTraining.preset()
 
     def fit(model: CLIP) -> dict:
-        batches = train.prefetched(functools.partial(shapes.captioned_stream, settings["batch_size"], cfg.image_size, seed + 17))
+        batches = train.prefetched(functools.partial(shapes.captioned_stream, settings.batch_size, cfg.image_size, seed + 17))
         history = train.fit(model, lambda m, b: m.loss(b[0].to(config.module_device(m)), b[1]), batches,
-                            settings["steps"], lr=settings["lr"], warmup=settings["steps"] // 20, seed=seed, desc="CLIP")
+                            settings.steps, lr=settings.lr, warmup=settings.steps // 20, seed=seed, desc="CLIP")
         return history.to_dict()
 
     return zoo.get_or_train("shapes-clip", CLIP, fit, cfg, extra=settings, seed=seed).annotated()

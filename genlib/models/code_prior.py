@@ -48,6 +48,13 @@ class CodePriorConfig:
     layers: int = 4
     dropout: float = 0.0
 
+    @classmethod
+    def preset(cls, num_codes: int) -> "CodePriorConfig":
+        """The active profile's colour-conditioned prior over 8x8 code maps of a first stage with
+        ``num_codes`` codes (one condition token per colour of :data:`genlib.data.render.COLOURS`)."""
+        return cls(num_codes=num_codes, num_conditions=len(COLOURS), height=8, width=8,
+                   dim=config.pick(ci=32, cpu=64, gpu=256), heads=4, layers=config.pick(ci=1, cpu=2, gpu=6))
+
     def gpt(self) -> GPTConfig:
         return GPTConfig(vocab_size=self.num_codes + self.num_conditions, block_size=1 + self.height * self.width,
                          dim=self.dim, heads=self.heads, layers=self.layers, dropout=self.dropout)
@@ -160,15 +167,12 @@ class PriorTraining:
     lr: float = 1e-3
     warmup: int = 100
 
-
-def shapes_prior_preset(num_codes: int) -> tuple[CodePriorConfig, PriorTraining]:
-    """The active profile's colour-conditioned prior over 8x8 code maps of a first stage with
-    ``num_codes`` codes (one condition token per colour of :data:`genlib.data.render.COLOURS`)."""
-    cfg = CodePriorConfig(num_codes=num_codes, num_conditions=len(COLOURS), height=8, width=8,
-                          dim=config.pick(ci=32, cpu=64, gpu=256), heads=4, layers=config.pick(ci=1, cpu=2, gpu=6))
-    steps = config.pick(ci=30, cpu=1000, gpu=4000)
-    return cfg, PriorTraining(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=256), lr=config.pick(ci=1e-3, cpu=2e-3, gpu=1e-3),
-                             warmup=steps // 15)
+    @classmethod
+    def preset(cls) -> "PriorTraining":
+        """The active profile's budget for chapter 06's prior."""
+        steps = config.pick(ci=30, cpu=1000, gpu=4000)
+        return cls(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=256),
+                   lr=config.pick(ci=1e-3, cpu=2e-3, gpu=1e-3), warmup=steps // 15)
 
 
 @torch.no_grad()
@@ -191,11 +195,12 @@ def load_shapes_prior(first_stage: nn.Module, seed: int = 0) -> CodePrior:
     """The colour-conditioned prior over ``first_stage``'s codes (a trained
     :class:`~genlib.models.vqgan.VQGAN`), trained on random 8x8 crops of :func:`strips` (seed 1),
     from the model cache or trained now. The first stage's weights are part of the cache key."""
-    cfg, settings = shapes_prior_preset(first_stage.cfg.vq.num_codes)
+    cfg, settings = CodePriorConfig.preset(first_stage.cfg.vq.num_codes), PriorTraining.preset()
     maps, colours = strips(first_stage, config.pick(ci=40, cpu=500, gpu=4000), seed=1)
 
     def batch(step: int):
-        crops, which = random_crops(maps, cfg.height, cfg.width, settings.batch_size, torch.Generator().manual_seed(step))
+        g = torch.Generator().manual_seed(train.step_seed(seed, step))
+        crops, which = random_crops(maps, cfg.height, cfg.width, settings.batch_size, g)
         return crops, colours[which]
 
     def fit(prior: CodePrior) -> dict:

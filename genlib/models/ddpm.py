@@ -27,8 +27,7 @@ from torch import nn
 from genlib import config, train, zoo
 from genlib.data import digits, shapes, toy2d
 from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
-from genlib.diffusion.parameterisation import check_prediction_type
-from genlib.diffusion.schedules import KINDS
+from genlib.diffusion.training import DiffusionTraining
 from genlib.nn.embeddings import TimestepEmbedding, check_timesteps
 from genlib.nn.unet import UNet, UNetConfig
 
@@ -36,38 +35,29 @@ WORLDS = ("shapes", "digits")
 
 
 def check_denoiser_config(cfg, net, who: str) -> None:
-    """The checks every pixel-space diffusion config shares (:class:`DDPMConfig`, the DiT's): a
-    known world, schedule and prediction type, and a network ``net`` (with ``in_channels`` and
+    """The checks every pixel-space diffusion config adds to :class:`DiffusionTraining`'s
+    (:class:`DDPMConfig`, the DiT's): a known world, and a network ``net`` (with ``in_channels`` and
     ``image_size``) that reads the world's images at ``cfg.image_size``."""
     if cfg.world not in WORLDS:
         raise ValueError(f"unknown world {cfg.world!r}; expected one of {', '.join(WORLDS)}")
-    if cfg.schedule not in KINDS:
-        raise ValueError(f"unknown schedule kind {cfg.schedule!r}; expected one of {', '.join(KINDS)}")
-    check_prediction_type(cfg.prediction_type)
     channels = 3 if cfg.world == "shapes" else 1
     if net.in_channels != channels or net.image_size != cfg.image_size:
         raise ValueError(f"{who} must read {channels}-channel {cfg.image_size}x{cfg.image_size} images "
                          f"for world={cfg.world!r}, got in_channels={net.in_channels}, image_size={net.image_size}")
 
 
-@dataclasses.dataclass(frozen=True)
-class DDPMConfig:
-    """Everything that fixes a trained DDPM (all of it is part of the model-cache key)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DDPMConfig(DiffusionTraining):
+    """Everything that fixes a trained DDPM (all of it is part of the model-cache key): the world,
+    the image size and the U-Net, on top of the schedule, prediction type and budget every
+    diffusion config shares (:class:`~genlib.diffusion.training.DiffusionTraining`)."""
 
     world: str = "shapes"            # shapes (3 channels) | digits (1 channel)
     image_size: int = 16
-    schedule: str = "linear"         # linear | cosine | scaled_linear
-    num_train_timesteps: int = 1000  # T
-    prediction_type: str = "epsilon"  # epsilon | sample | v_prediction
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
-    ema_decay: float | None = None
-    seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         check_denoiser_config(self, self.unet, "the U-Net")
 
     @classmethod
@@ -89,11 +79,6 @@ class DDPMConfig:
         )
         unet_cfg = UNetConfig(in_channels=channels, image_size=size, **unet)
         return cls(world=world, image_size=size, schedule=schedule_kind, unet=unet_cfg, **{**budget, **overrides})
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["unet"] = dataclasses.asdict(self.unet)
-        return d
 
 
 class DDPM(nn.Module):

@@ -36,6 +36,7 @@ from torch import nn
 
 from genlib import config, zoo
 from genlib.diffusion import NoiseSchedule
+from genlib.diffusion.training import DiffusionTraining
 from genlib.models import ddpm
 from genlib.nn.attention import MultiHeadAttention
 from genlib.nn.embeddings import TimestepEmbedding, batch_timesteps, check_class_labels, check_timesteps
@@ -190,25 +191,17 @@ def dit_flops(cfg: DiTConfig, batch: int = 1) -> int:
 # ----------------------------------------------------------------------------- training
 
 
-@dataclasses.dataclass(frozen=True)
-class DiTDiffusionConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DiTDiffusionConfig(DiffusionTraining):
     """Everything that fixes a trained pixel-space DiT: the fields of
     :class:`~genlib.models.ddpm.DDPMConfig` with a :class:`DiTConfig` in place of the U-Net's."""
 
     world: str = "digits"
     image_size: int = 16
-    schedule: str = "linear"
-    num_train_timesteps: int = 1000
-    prediction_type: str = "epsilon"
     dit: DiTConfig = dataclasses.field(default_factory=DiTConfig)
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
-    ema_decay: float | None = None
-    seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         ddpm.check_denoiser_config(self, self.dit, "the DiT")
 
     @classmethod
@@ -225,9 +218,8 @@ class DiTDiffusionConfig:
         if patch_size is not None:
             net["patch_size"] = patch_size
         dit = DiTConfig(in_channels=base.unet.in_channels, image_size=base.image_size, **net)
-        budget = {f: getattr(base, f) for f in ("num_train_timesteps", "prediction_type", "steps", "batch_size", "lr",
-                                                 "warmup", "ema_decay", "seed")}
-        return cls(world=world, image_size=base.image_size, schedule=schedule_kind, dit=dit, **{**budget, **overrides})
+        shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(DiffusionTraining)}
+        return cls(world=world, image_size=base.image_size, dit=dit, **{**shared, **overrides})
 
 
 class DiTDiffusion(nn.Module):

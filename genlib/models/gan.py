@@ -79,6 +79,11 @@ class ToyGANConfig:
         if min(self.z_dim, self.width, self.depth, self.pack) < 1:
             raise ValueError(f"ToyGANConfig needs positive sizes, got {self}")
 
+    @classmethod
+    def preset(cls, pack: int = 1) -> "ToyGANConfig":
+        """The ring GAN's networks in the active profile, with a ``pack``-sample discriminator."""
+        return cls(z_dim=16, width=config.pick(ci=32, cpu=128, gpu=128), depth=2, pack=pack)
+
 
 def _mlp(d_in: int, d_out: int, width: int, depth: int, act: type[nn.Module]) -> nn.Sequential:
     layers, d = [], d_in
@@ -146,6 +151,17 @@ class GANTraining:
             raise ValueError(f"GANTraining needs steps >= 0, k >= 1, batch_size >= 1, lr > 0; got {self}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown generator loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+
+    @classmethod
+    def preset(cls, task: str = "ring", loss: str = "non_saturating") -> "GANTraining":
+        """Algorithm 1's settings in the active profile for chapter 05's two GANs: ``"ring"`` (the
+        2-D ring, MLPs, large batches) or ``"digits"`` (the conditional 16x16 digits GAN)."""
+        if task == "ring":
+            return cls(steps=config.pick(ci=60, cpu=1500, gpu=1500), batch_size=256, lr=1e-3, loss=loss)
+        if task == "digits":
+            return cls(steps=config.pick(ci=30, cpu=800, gpu=3000), batch_size=config.pick(ci=32, cpu=64, gpu=128),
+                       lr=2e-4, loss=loss)
+        raise ValueError(f"unknown task {task!r}; expected 'ring' or 'digits'")
 
 
 def _split(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -267,12 +283,6 @@ CHECKPOINTS = 6  # evaluations of a ring GAN during training (and one after the 
 EVALUATION = dict(n=2000, seed=99, kept=300)  # points generated per checkpoint, their noise seed, points stored
 
 
-def ring_preset(pack: int = 1, loss: str = "non_saturating") -> tuple[ToyGANConfig, GANTraining]:
-    """The ring GAN of the active profile: networks and Algorithm 1's settings."""
-    cfg = ToyGANConfig(z_dim=16, width=config.pick(ci=32, cpu=128, gpu=128), depth=2, pack=pack)
-    return cfg, GANTraining(steps=config.pick(ci=60, cpu=1500, gpu=1500), batch_size=256, lr=1e-3, loss=loss)
-
-
 def ring_coverage(points: torch.Tensor):
     """:func:`genlib.data.toy2d.mode_coverage` of ``points: n 2`` on :data:`RING`."""
     centers = toy2d.ring_centers(RING["modes"], RING["radius"])
@@ -291,7 +301,7 @@ def load_ring_gan(pack: int = 1, seed: int = 0, loss: str = "non_saturating") ->
     CPU, where MLPs this small run as fast as on a GPU). ``pair.info["history"]`` holds the losses and,
     at :data:`CHECKPOINTS` points of training, the modes covered, the high-quality share and 300
     generated points."""
-    cfg, settings = ring_preset(pack, loss)
+    cfg, settings = ToyGANConfig.preset(pack), GANTraining.preset("ring", loss)
     data, _ = toy2d.sample("ring", RING_POINTS, seed=0, **RING)
 
     def fit(pair: GANPair) -> dict:

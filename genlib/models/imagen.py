@@ -32,6 +32,7 @@ from genlib import config, train, zoo
 from genlib.data import captions, shapes
 from genlib.diffusion import diffusion_loss
 from genlib.diffusion.guidance import drop_condition
+from genlib.diffusion.training import DiffusionTraining
 from genlib.models import ddpm
 from genlib.nn.efficient_unet import EfficientUNetConfig
 from genlib.nn.text_encoders import CaptionStates, FrozenMiniLM, ScratchTextEncoder, minilm_weights_hash
@@ -85,26 +86,19 @@ def caption_states(encoder: FrozenMiniLM | None = None) -> CaptionStates:
 # ----------------------------------------------------------------------------- text-to-image
 
 
-@dataclasses.dataclass(frozen=True)
-class DiffusionTraining:
-    """The fields both models share: the noise schedule, the prediction type and the budget."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImagenTraining(DiffusionTraining):
+    """The defaults both of the chapter's models (base and super-resolution) share."""
 
     schedule: str = "cosine"
-    num_train_timesteps: int = 1000
     prediction_type: str = "v_prediction"  # as chapter 07's shapes models (Imagen's base predicts epsilon)
-    steps: int = 1000
     batch_size: int = 32
     lr: float = 2e-3
     warmup: int = 50
-    ema_decay: float | None = None
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class ImagenConfig(DiffusionTraining):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImagenConfig(ImagenTraining):
     """Everything that fixes a trained text-to-image model (all of it in the model-cache key)."""
 
     text_encoder: str = "minilm"     # minilm (frozen, pretrained) | scratch (trained with the U-Net)
@@ -116,6 +110,7 @@ class ImagenConfig(DiffusionTraining):
     text_norm: bool = True           # LayerNorm on the token states before cross-attention (Imagen)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.text_encoder not in TEXT_ENCODERS:
             raise ValueError(f"unknown text_encoder {self.text_encoder!r}; expected one of {', '.join(TEXT_ENCODERS)}")
         if self.image_size not in (8, 16):
@@ -255,8 +250,8 @@ def generate(model: TextToImage, texts: list[str], *, guidance_scale: float = 1.
 # ----------------------------------------------------------------------------- SR3 and the cascade
 
 
-@dataclasses.dataclass(frozen=True)
-class SR3Config(DiffusionTraining):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SR3Config(ImagenTraining):
     """An 8x8 -> 16x16 super-resolution diffusion model (SR3, survey §9.4) and its training."""
 
     low_size: int = 8
@@ -268,6 +263,7 @@ class SR3Config(DiffusionTraining):
                                                                             image_size=16, num_classes=6))
 
     def __post_init__(self):
+        super().__post_init__()
         if self.image_size != 2 * self.low_size or self.image_size not in shapes.SIZES:
             raise ValueError(f"SR3 here doubles the side to a shapes size, got {self.low_size} -> {self.image_size}")
         u = self.unet

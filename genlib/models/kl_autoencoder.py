@@ -21,6 +21,7 @@ import dataclasses
 import torch
 import torch.nn as nn
 
+from genlib import config
 from genlib.models.vae import kl_divergence, reparameterize
 from genlib.models.vqgan import FirstStage
 from genlib.nn.convnets import ConvNetConfig, Decoder, Encoder
@@ -44,6 +45,15 @@ class KLAutoencoderConfig:
             self.net = ConvNetConfig(**self.net)
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+
+    @classmethod
+    def preset(cls) -> "KLAutoencoderConfig":
+        """The active profile's KL autoencoder for 32x32 shapes scenes (``f = 4``: latents
+        ``b 4 8 8``), chapter 08's first stage; it trains with chapter 06's VQ-GAN recipe."""
+        net = config.pick(ci=dict(channels=(8, 16, 16)), cpu=dict(channels=(16, 32, 64)),
+                          gpu=dict(channels=(64, 128, 128)))
+        return cls(net=ConvNetConfig(in_channels=3, latent_channels=4, **net),
+                   disc_width=config.pick(ci=8, cpu=16, gpu=64), disc_layers=1)
 
 
 class KLAutoencoder(nn.Module):

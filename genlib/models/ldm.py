@@ -30,8 +30,7 @@ from torch import nn
 from genlib import config, train, zoo
 from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
 from genlib.diffusion.guidance import drop_condition
-from genlib.diffusion.parameterisation import check_prediction_type
-from genlib.diffusion.schedules import KINDS
+from genlib.diffusion.training import DiffusionTraining
 from genlib.models import vqgan
 from genlib.models.clip import CLIP
 from genlib.models.kl_autoencoder import KLAutoencoderConfig, KLGAN
@@ -42,28 +41,14 @@ from genlib.nn.unet import UNet, UNetConfig
 # ----------------------------------------------------------------------------- the first stage
 
 
-def first_stage_preset() -> tuple[KLAutoencoderConfig, vqgan.VQGANTraining]:
-    """The active profile's KL autoencoder for 32x32 shapes scenes (``f = 4``: latents ``b 4 8 8``)
-    and its training settings: chapter 06's VQ-GAN recipe (L1 + perceptual + patch GAN)."""
-    net = config.pick(ci=dict(channels=(8, 16, 16)), cpu=dict(channels=(16, 32, 64)), gpu=dict(channels=(64, 128, 128)))
-    cfg = KLAutoencoderConfig(net=ConvNetConfig(in_channels=3, latent_channels=4, **net),
-                              disc_width=config.pick(ci=8, cpu=16, gpu=64), disc_layers=1)
-    steps = config.pick(ci=30, cpu=250, gpu=2000)
-    settings = vqgan.VQGANTraining(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=128), warmup=steps // 20,
-                                   disc_start=steps * 2 // 5, **vqgan.VARIANTS["VQ-GAN (L1 + perceptual + patch GAN)"])
-    return cfg, settings
-
-
 def load_first_stage(perceptual: nn.Module, seed: int = 0) -> KLGAN:
     """The LDM's autoencoder, trained on chapter 06's scenes (:func:`vqgan.shapes_training_images`)
     with ``perceptual`` (a frozen network with ``feature_maps``) in its loss; cached."""
-    cfg, settings = first_stage_preset()
+    cfg, settings = KLAutoencoderConfig.preset(), vqgan.VQGANTraining.preset(steps=config.pick(ci=30, cpu=250, gpu=2000))
     images = vqgan.shapes_training_images()
 
     def fit(model: KLGAN) -> dict:
-        def batch(step: int) -> torch.Tensor:
-            pick = torch.randint(len(images), (settings.batch_size,), generator=torch.Generator().manual_seed(step))
-            return images[pick]
+        batch = train.random_batches(images, settings.batch_size, seed=seed)
         return vqgan.train_vqgan(model, batch, settings, perceptual=perceptual.feature_maps, seed=seed,
                                  desc="first stage: KL autoencoder").to_dict()
 
@@ -74,33 +59,25 @@ def load_first_stage(perceptual: nn.Module, seed: int = 0) -> KLGAN:
 # ----------------------------------------------------------------------------- the latent denoiser
 
 
-@dataclasses.dataclass(frozen=True)
-class LDMConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LDMConfig(DiffusionTraining):
     """Everything that fixes a trained latent denoiser (all of it is part of the model-cache key).
     ``unet.in_channels`` / ``unet.image_size`` are the latent's channels and side; ``unet.context_dim``
     the text encoder's width; ``max_len`` its number of token states; ``text_layer`` which of its
-    blocks the context is read after (:func:`text_states`); ``p_uncond`` the condition dropout rate."""
+    blocks the context is read after (:func:`text_states`); ``p_uncond`` the condition dropout rate.
+    Schedule, prediction type and budget: :class:`~genlib.diffusion.training.DiffusionTraining`."""
 
     unet: UNetConfig
     max_len: int = 16
     text_layer: int = -1  # -1: CLIP's own (last-block) states; -2: the block before (Stable Diffusion 2's choice)
-    schedule: str = "scaled_linear"  # LDM's: betas linear in sqrt from 0.00085 to 0.012
-    num_train_timesteps: int = 1000
-    prediction_type: str = "epsilon"
     p_uncond: float = 0.1
+    schedule: str = "scaled_linear"  # LDM's: betas linear in sqrt from 0.00085 to 0.012
     steps: int = 1500
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
-    ema_decay: float | None = None
-    seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.unet, dict):
             object.__setattr__(self, "unet", UNetConfig(**self.unet))
-        if self.schedule not in KINDS:
-            raise ValueError(f"unknown schedule kind {self.schedule!r}; expected one of {', '.join(KINDS)}")
-        check_prediction_type(self.prediction_type)
         if not self.unet.context_dim:
             raise ValueError("a text-conditioned LDM needs unet.context_dim (the text encoder's width)")
         if not 0.0 <= self.p_uncond < 1.0:
@@ -123,9 +100,6 @@ class LDMConfig:
         budget = config.pick(ci=dict(steps=30, batch_size=16), cpu=dict(steps=900, batch_size=48, ema_decay=0.999),
                              gpu=dict(steps=6000, batch_size=256, ema_decay=0.999))
         return cls(unet=unet, max_len=max_len, **{**budget, **overrides})
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class LatentDiffusion(nn.Module):
@@ -199,11 +173,7 @@ def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Ten
     model.null_context.copy_(null_context)
     z0 = latents * model.scale.to(latents.device)  # the scale is on the model's device, latents on the CPU
     drops = torch.Generator().manual_seed(cfg.seed + 1)
-
-    def batch(step: int):
-        pick = torch.randint(len(z0), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + step))
-        return z0[pick], contexts[pick]
-
+    batch = train.random_batches((z0, contexts), cfg.batch_size, seed=cfg.seed)
     history = train.fit(model, lambda m, b: m.loss(b[0], b[1], drops), batch, cfg.steps, lr=cfg.lr, warmup=cfg.warmup,
                         ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed, desc="LDM (latent U-Net)")
     return {"history": history.to_dict(), "latent_std": latents.std().item()}

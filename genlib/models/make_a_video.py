@@ -203,16 +203,14 @@ def interpolation_input(clips: torch.Tensor, known: torch.Tensor, fps: float | t
 # ----------------------------------------------------------------------------- video fine-tuning
 
 
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuneConfig(train.Budget):
     """Fine-tuning ``D^t`` on unlabelled clips: only the temporal layers learn (§14.5)."""
 
     frames: int = 8
     steps: int = 300
     batch_size: int = 8
-    lr: float = 1e-3
     warmup: int = 20
-    seed: int = 0
 
     @classmethod
     def preset(cls, **overrides) -> "FinetuneConfig":
@@ -225,7 +223,7 @@ class FinetuneConfig:
 def clip_batches(cfg: FinetuneConfig, size: int):
     """A callable ``step -> b t c h w`` batch of moving-shapes clips (fresh clips every step)."""
     return lambda step: moving.sample(cfg.batch_size, frames=cfg.frames, size=size,
-                                      seed=cfg.seed * 100_003 + step).videos
+                                      seed=train.step_seed(cfg.seed, step)).videos
 
 
 def finetune_temporal(video: InflatedUNet, schedule: NoiseSchedule, cfg: FinetuneConfig, *,

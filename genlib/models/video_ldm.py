@@ -128,8 +128,8 @@ class TemporalMixer(nn.Module):
         return a * z + (1 - a) * z_temporal  # alpha z + (1 - alpha) z'
 
 
-@dataclasses.dataclass(frozen=True)
-class VideoLDMConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VideoLDMConfig(train.Budget):
     """The temporal layers and their training. ``temporal``: ``"conv3d+attention"`` (a Conv3D block
     after every ResBlock, temporal attention after every attention block, Video-LDM's design) or
     ``"attention-only"`` (temporal attention in all those places: Fig. 65's ablation). ``masks``:
@@ -148,9 +148,9 @@ class VideoLDMConfig:
     batch_size: int = 16
     lr: float = 2e-3
     warmup: int = 30
-    seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         object.__setattr__(self, "masks", tuple(self.masks))
         if self.temporal not in KINDS:
             raise ValueError(f"temporal must be one of {KINDS}, got {self.temporal!r}")
@@ -210,27 +210,12 @@ class VideoLDM(nn.Module):
             raise ValueError(f"VideoLDM expects context c_S of layout b (c+1) t h w = {(b, c + 1, frames, h, w)}, "
                              f"got {tuple(context.shape)}")
         t = repeat(batch_timesteps(t, b, z_t.device, "VideoLDM"), "b -> (b f)", f=frames)  # each frame its clip's t
-        emb = unet.time_embed(t)
-        run = lambda layer, x: self._run(layer, x, emb, frames, context)  # noqa: E731
 
-        # the image U-Net's forward (genlib.nn.unet.UNet.forward), on frames, with mixers in between
-        x = unet.conv_in(to_frames(z_t))
-        skips = [x]
-        for layer in unet.down:
-            x = run(layer, x)
-            skips.append(x)
-        x = run(unet.mid, x)
-        for layer in unet.up:
-            x = run(layer, torch.cat([x, skips.pop()], dim=1))
-        return from_frames(unet.conv_out(unet.norm_out(x)), frames)
+        def mix(block: nn.Module, x: torch.Tensor) -> torch.Tensor:  # l_phi^i after the frozen l_theta^i
+            return self.mixers[self._keys[id(block)]](x, frames, context)
 
-    def _run(self, layer, x, emb, frames, context):
-        for module in layer:
-            x = module(x, emb) if isinstance(module, ResBlock) else module(x)  # l_theta^i, frozen
-            key = self._keys.get(id(module))
-            if key is not None:
-                x = self.mixers[key](x, frames, context)  # l_phi^i after l_theta^i
-        return x
+        # the image U-Net's own forward on the frames as a batch, its hook calling the mixers
+        return from_frames(unet(to_frames(z_t), t, after_block=mix), frames)
 
 
 # ----------------------------------------------------------------------------- context guidance (masks)
@@ -281,10 +266,10 @@ def train_video_ldm(model: VideoLDM, latents: torch.Tensor) -> dict:
     z0 = latents[:, :, :cfg.frames] * model.image.scale.item()
     masks = torch.Generator().manual_seed(cfg.seed + 1)
 
-    def batch(step: int):
-        pick = torch.randint(len(z0), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + step))
-        z = z0[pick]
+    def with_context(z: torch.Tensor, _: torch.Generator):
         return z, make_context(z, random_masks(cfg, len(z), masks)) if cfg.context else None
+
+    batch = train.random_batches(z0, cfg.batch_size, seed=cfg.seed, transform=with_context)
 
     def loss(m: VideoLDM, b):
         return diffusion_loss(m, m.schedule, b[0], prediction_type=m.image.cfg.prediction_type, cond=b[1])
@@ -421,11 +406,11 @@ def load_temporal_decoder(ae: FrameAutoencoder, cfg: TemporalDecoderConfig | Non
         std = latents.std().item()
         pixels = rearrange(clips, "b t c h w -> b c t h w")
 
-        def batch(step: int):
-            g = torch.Generator().manual_seed(cfg.seed * 100_003 + step)
-            pick = torch.randint(len(latents), (cfg.batch_size,), generator=g)
-            z = latents[pick]
-            return z + cfg.latent_noise * std * torch.randn(z.shape, generator=g), pixels[pick]
+        def noisy(b: tuple[torch.Tensor, torch.Tensor], g: torch.Generator):
+            z, x = b
+            return z + cfg.latent_noise * std * torch.randn(z.shape, generator=g), x
+
+        batch = train.random_batches((latents, pixels), cfg.batch_size, seed=cfg.seed, transform=noisy)
 
         history = train.fit(model, lambda m, b: F.l1_loss(m(b[0]), b[1]), batch, cfg.steps, lr=cfg.lr, grad_clip=1.0,
                             seed=cfg.seed, desc="temporal decoder (D^t)")

@@ -21,6 +21,7 @@ from torch import nn
 from genlib import config, train, zoo
 from genlib.data import moving
 from genlib.diffusion import NoiseSchedule, diffusion_loss
+from genlib.diffusion.training import DiffusionTraining
 from genlib.nn.convnets import ConvNetConfig, Decoder, Encoder
 from genlib.nn.unet import UNet, UNetConfig
 from genlib.nn.video import to_frames
@@ -111,25 +112,21 @@ def encode_clips(ae: FrameAutoencoder, clips: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the image LDM (l_theta)
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageLDMConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageLDMConfig(DiffusionTraining):
     """An unconditional latent U-Net on single frames' latents, with the linear schedule (the survey:
     Video-LDM keeps its image model's schedule, linear in all its models). Video-LDM predicts
     ``epsilon``; the toy uses ``v_prediction`` (chapter 13), which gives far cleaner frames after a
     few hundred steps."""
 
     unet: UNetConfig
-    schedule: str = "linear"
-    num_train_timesteps: int = 1000
     prediction_type: str = "v_prediction"
     steps: int = 800
-    batch_size: int = 64
     lr: float = 2e-3
     warmup: int = 50
-    ema_decay: float | None = None
-    seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.unet, dict):
             object.__setattr__(self, "unet", UNetConfig(**self.unet))
         if self.unet.num_classes or self.unet.context_dim:

@@ -66,6 +66,12 @@ class VideoVQVAEConfig:
     restart_dead: bool = True
     dead_after: int = 20
 
+    @classmethod
+    def preset(cls) -> "VideoVQVAEConfig":
+        """The active profile's 3D VQ-VAE: 8x16x16 clips -> 4x4x4 codes (t/2, h/4, w/4)."""
+        return cls(hidden=config.pick(ci=8, cpu=32, gpu=64), heads=2, down_t=1, down_hw=2,
+                   blocks=config.pick(ci=1, cpu=1, gpu=2), code_dim=16, num_codes=config.pick(ci=16, cpu=64, gpu=128))
+
     @property
     def factors(self) -> tuple[int, int]:
         """How much the encoder shrinks ``(t, h and w)``."""
@@ -209,6 +215,13 @@ class VideoPriorConfig:
     layers: int = 2
     dropout: float = 0.0
 
+    @classmethod
+    def preset(cls, first: VideoVQVAEConfig) -> "VideoPriorConfig":
+        """The active profile's prior over the code volumes of the first stage ``first``."""
+        t, h, w = first.latent_shape(FRAMES, SIZE, SIZE)
+        return cls(num_codes=first.num_codes, t=t, h=h, w=w, dim=config.pick(ci=32, cpu=64, gpu=256), heads=4,
+                   layers=config.pick(ci=1, cpu=2, gpu=6))
+
     @property
     def length(self) -> int:
         return self.t * self.h * self.w
@@ -285,22 +298,15 @@ class Training:
     clips: int
     data_seed: int = 1
 
-
-def vqvae_preset() -> tuple[VideoVQVAEConfig, Training]:
-    """The active profile's 3D VQ-VAE: 8x16x16 clips -> 4x4x4 codes (t/2, h/4, w/4)."""
-    cfg = VideoVQVAEConfig(hidden=config.pick(ci=8, cpu=32, gpu=64), heads=2, down_t=1, down_hw=2,
-                           blocks=config.pick(ci=1, cpu=1, gpu=2), code_dim=16, num_codes=config.pick(ci=16, cpu=64, gpu=128))
-    return cfg, Training(steps=config.pick(ci=20, cpu=1200, gpu=4000), batch_size=config.pick(ci=8, cpu=16, gpu=64),
-                         lr=config.pick(ci=2e-3, cpu=2e-3, gpu=1e-3), clips=config.pick(ci=64, cpu=2000, gpu=10000))
-
-
-def prior_preset(first: VideoVQVAEConfig) -> tuple[VideoPriorConfig, Training]:
-    """The active profile's prior over the first stage's ``4 x 4 x 4`` code volumes."""
-    t, h, w = first.latent_shape(FRAMES, SIZE, SIZE)
-    cfg = VideoPriorConfig(num_codes=first.num_codes, t=t, h=h, w=w, dim=config.pick(ci=32, cpu=64, gpu=256), heads=4,
-                           layers=config.pick(ci=1, cpu=2, gpu=6))
-    return cfg, Training(steps=config.pick(ci=30, cpu=1500, gpu=4000), batch_size=config.pick(ci=16, cpu=32, gpu=128),
-                         lr=config.pick(ci=2e-3, cpu=2e-3, gpu=1e-3), clips=config.pick(ci=64, cpu=2000, gpu=10000))
+    @classmethod
+    def preset(cls, stage: str) -> "Training":
+        """The active profile's budget for ``stage``: ``"vqvae"`` (the 3D VQ-VAE) or ``"prior"``."""
+        if stage not in ("vqvae", "prior"):
+            raise ValueError(f"unknown stage {stage!r}; expected 'vqvae' or 'prior'")
+        steps = config.pick(ci=20, cpu=1200, gpu=4000) if stage == "vqvae" else config.pick(ci=30, cpu=1500, gpu=4000)
+        batch = config.pick(ci=8, cpu=16, gpu=64) if stage == "vqvae" else config.pick(ci=16, cpu=32, gpu=128)
+        return cls(steps=steps, batch_size=batch, lr=config.pick(ci=2e-3, cpu=2e-3, gpu=1e-3),
+                   clips=config.pick(ci=64, cpu=2000, gpu=10000))
 
 
 def clip_pool(n: int, seed: int) -> torch.Tensor:
@@ -308,17 +314,14 @@ def clip_pool(n: int, seed: int) -> torch.Tensor:
     return moving.sample(n, frames=FRAMES, size=SIZE, seed=seed).videos
 
 
-def _draw(pool: torch.Tensor, batch_size: int, step: int) -> torch.Tensor:
-    return pool[torch.randint(len(pool), (batch_size,), generator=torch.Generator().manual_seed(step))]
-
-
 def load_vqvae(seed: int = 0) -> VideoVQVAE:
     """The profile's trained 3D VQ-VAE, from the model cache or trained now."""
-    cfg, settings = vqvae_preset()
+    cfg, settings = VideoVQVAEConfig.preset(), Training.preset("vqvae")
 
     def fit(model: VideoVQVAE) -> dict:
         pool = clip_pool(settings.clips, settings.data_seed)
-        return train.fit(model, lambda m, b: m.loss(b), lambda s: _draw(pool, settings.batch_size, s), settings.steps,
+        return train.fit(model, lambda m, b: m.loss(b), train.random_batches(pool, settings.batch_size, seed=seed),
+                         settings.steps,
                          lr=settings.lr, warmup=settings.steps // 20, seed=seed, desc="3D VQ-VAE").to_dict()
 
     return zoo.get_or_train("ch11-video-vqvae", VideoVQVAE, fit, cfg, extra=dataclasses.asdict(settings), seed=seed).annotated()
@@ -334,11 +337,12 @@ def encode_all(first: VideoVQVAE, clips: torch.Tensor, batch_size: int = 128) ->
 def load_prior(first: VideoVQVAE, seed: int = 0) -> VideoPrior:
     """The profile's prior over ``first``'s code volumes (clips of data seed 2), from the model cache
     or trained now. The first stage's weights are part of the cache key."""
-    cfg, settings = prior_preset(first.cfg)
+    cfg, settings = VideoPriorConfig.preset(first.cfg), Training.preset("prior")
 
     def fit(prior: VideoPrior) -> dict:
         codes = encode_all(first, clip_pool(settings.clips, settings.data_seed + 1))
-        return train.fit(prior, lambda m, b: m.loss(b), lambda s: _draw(codes, settings.batch_size, s), settings.steps,
+        return train.fit(prior, lambda m, b: m.loss(b), train.random_batches(codes, settings.batch_size, seed=seed),
+                         settings.steps,
                          lr=settings.lr, warmup=settings.steps // 20, seed=seed, desc="video prior").to_dict()
 
     extra = {"training": dataclasses.asdict(settings), "first_stage": zoo.checksum(first.state_dict())}

@@ -57,6 +57,16 @@ class VQGANConfig:
         if isinstance(self.vq, dict):
             self.vq = VQVAEConfig(**self.vq)
 
+    @classmethod
+    def preset(cls) -> "VQGANConfig":
+        """The active profile's first stage for 32x32 shapes scenes (8x8 code maps, ``f = 4``)."""
+        net = config.pick(ci=dict(channels=(8, 16, 16), latent_channels=8),
+                          cpu=dict(channels=(16, 32, 64), latent_channels=16),
+                          gpu=dict(channels=(64, 128, 128), latent_channels=32))
+        vq = VQVAEConfig(net=ConvNetConfig(in_channels=3, **net), num_codes=config.pick(ci=32, cpu=128, gpu=256),
+                         ema=True, restart_dead=True, dead_after=config.pick(ci=10, cpu=20, gpu=50))
+        return cls(vq=vq, disc_width=config.pick(ci=8, cpu=16, gpu=64), disc_layers=1)
+
 
 @dataclasses.dataclass(frozen=True)
 class VQGANTraining:
@@ -84,6 +94,17 @@ class VQGANTraining:
             raise ValueError(f"rec_loss must be one of {REC_LOSSES} and gan_loss one of {GAN_LOSSES}; got {self}")
         if self.perceptual_weight < 0 or self.gan_weight < 0 or self.delta <= 0:
             raise ValueError(f"weights must be >= 0 and delta > 0; got {self}")
+
+    @classmethod
+    def preset(cls, variant: str = "VQ-GAN (L1 + perceptual + patch GAN)", steps: int | None = None) -> "VQGANTraining":
+        """The active profile's settings for one of :data:`VARIANTS` (the losses chapter 06
+        compares), for ``steps`` steps (default: the profile's); warm-up and the discriminator's
+        start follow the step count."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+        steps = config.pick(ci=30, cpu=400, gpu=2000) if steps is None else steps
+        return cls(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=128), warmup=steps // 20,
+                   disc_start=steps * 2 // 5, **VARIANTS[variant])
 
     @property
     def uses_gan(self) -> bool:
@@ -236,22 +257,6 @@ VARIANTS = {  # the first-stage recipes chapter 06 compares, same networks and b
 _CACHE_NAMES = dict(zip(VARIANTS, ("ch06-vqvae-l2", "ch06-l1-perceptual", "ch06-vqgan")))
 
 
-def shapes_preset(variant: str = "VQ-GAN (L1 + perceptual + patch GAN)") -> tuple[VQGANConfig, VQGANTraining]:
-    """The active profile's first stage for 32x32 shapes scenes (8x8 code maps, ``f = 4``) and
-    the training settings of one of :data:`VARIANTS`."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    net = config.pick(ci=dict(channels=(8, 16, 16), latent_channels=8), cpu=dict(channels=(16, 32, 64), latent_channels=16),
-                      gpu=dict(channels=(64, 128, 128), latent_channels=32))
-    vq = VQVAEConfig(net=ConvNetConfig(in_channels=3, **net), num_codes=config.pick(ci=32, cpu=128, gpu=256),
-                     ema=True, restart_dead=True, dead_after=config.pick(ci=10, cpu=20, gpu=50))
-    cfg = VQGANConfig(vq=vq, disc_width=config.pick(ci=8, cpu=16, gpu=64), disc_layers=1)
-    steps = config.pick(ci=30, cpu=400, gpu=2000)
-    settings = VQGANTraining(steps=steps, batch_size=config.pick(ci=16, cpu=32, gpu=128), warmup=steps // 20,
-                             disc_start=steps * 2 // 5, **VARIANTS[variant])
-    return cfg, settings
-
-
 def shapes_training_batch() -> shapes.ShapesBatch:
     """The scenes every chapter-06 first stage (and chapter 08's LDM) trains on: 32x32, seed 1,
     with their captions."""
@@ -267,13 +272,11 @@ def load_shapes_vqgan(variant: str, perceptual: nn.Module, seed: int = 0) -> VQG
     """A first stage of :data:`VARIANTS` trained on :func:`shapes_training_images`, from the model
     cache or trained now. ``perceptual`` is a frozen network with ``feature_maps`` and a ``cfg``
     (the shapes evaluator); its config is part of the cache key. ``model.info`` holds the history."""
-    cfg, settings = shapes_preset(variant)
+    cfg, settings = VQGANConfig.preset(), VQGANTraining.preset(variant)
     images = shapes_training_images()
 
     def fit(model: VQGAN) -> dict:
-        def batch(step: int) -> torch.Tensor:
-            pick = torch.randint(len(images), (settings.batch_size,), generator=torch.Generator().manual_seed(step))
-            return images[pick]
+        batch = train.random_batches(images, settings.batch_size, seed=seed)
         return train_vqgan(model, batch, settings, perceptual=perceptual.feature_maps, seed=seed,
                            desc=f"first stage: {variant}").to_dict()
 

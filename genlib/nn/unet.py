@@ -22,6 +22,7 @@ to predict.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 from torch import nn
@@ -113,6 +114,11 @@ class UNet(nn.Module):
     ``long`` tensor ``b`` of class labels when ``cfg.num_classes`` is set (the label
     ``num_classes`` means "unconditional"), or a context ``b n context_dim`` when
     ``cfg.context_dim`` is set; ``None`` means unconditional in both cases.
+
+    ``after_block``, when given, is called as ``h = after_block(block, h)`` after every ResBlock
+    and every attention block, on the way down, in the middle and on the way up: the one place a
+    model that extends the U-Net (Video-LDM's temporal layers, chapter 12) adds its own layers,
+    without copying this forward pass.
     """
 
     def __init__(self, cfg: UNetConfig):
@@ -166,7 +172,8 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float | int, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float | int, cond: torch.Tensor | None = None, *,
+                after_block: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         x_t, t, cond = self._check(x_t, t, cond)
         emb = self.time_embed(t)
         if self.label_embed is not None:
@@ -177,23 +184,25 @@ class UNet(nn.Module):
         h = self.conv_in(x_t)
         skips = [h]
         for layer in self.down:
-            h = self._run(layer, h, emb, context)
+            h = self._run(layer, h, emb, context, after_block)
             skips.append(h)
-        for module in self.mid:
-            h = self._run([module], h, emb, context)
+        h = self._run(self.mid, h, emb, context, after_block)
         for layer in self.up:
-            h = self._run(layer, torch.cat([h, skips.pop()], dim=1), emb, context)
+            h = self._run(layer, torch.cat([h, skips.pop()], dim=1), emb, context, after_block)
         return self.conv_out(self.norm_out(h))
 
     @staticmethod
-    def _run(layer, h, emb, context):
+    def _run(layer, h, emb, context, after_block=None):
         for module in layer:
             if isinstance(module, ResBlock):
                 h = module(h, emb)
             elif isinstance(module, AttentionBlock2d):
                 h = module(h, context)
             else:
-                h = module(h)
+                h = module(h)  # down- and upsampling
+                continue
+            if after_block is not None:
+                h = after_block(module, h)
         return h
 
     def _check(self, x_t, t, cond):

@@ -59,11 +59,11 @@ def test_trains_once_then_loads_from_the_cache(tiny, cache, monkeypatch):
     assert again.info == tiny.info and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_for_profile_presets(monkeypatch):
+def test_profile_presets(monkeypatch):
     steps = {}
     for profile in ("ci", "cpu", "gpu"):
         monkeypatch.setenv("GENLIB_PROFILE", profile)
-        steps[profile] = ce.ClipEvaluatorConfig.for_profile().steps
+        steps[profile] = ce.ClipEvaluatorConfig.preset().steps
     assert steps["ci"] < steps["cpu"] < steps["gpu"]
 
 

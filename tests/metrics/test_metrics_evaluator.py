@@ -86,13 +86,13 @@ def test_trains_once_then_loads_from_the_cache(tiny, cache, monkeypatch):
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_for_profile_presets(monkeypatch):
+def test_profile_presets(monkeypatch):
     monkeypatch.setenv("GENLIB_PROFILE", "ci")
-    ci = ev.EvaluatorConfig.for_profile(16)
+    ci = ev.EvaluatorConfig.preset(16)
     assert ci.size == 16 and ci.steps < ev.EvaluatorConfig().steps
     monkeypatch.setenv("GENLIB_PROFILE", "gpu")
-    assert ev.EvaluatorConfig.for_profile(64).size == 64
-    assert ev.EvaluatorConfig.for_profile().steps > ci.steps
+    assert ev.EvaluatorConfig.preset(64).size == 64
+    assert ev.EvaluatorConfig.preset().steps > ci.steps
 
 
 # ----------------------------------------------------------------------------- shapes of outputs

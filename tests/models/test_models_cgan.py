@@ -47,7 +47,7 @@ def test_digits_cgan_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLIB_CACHE", str(tmp_path))
     monkeypatch.setenv("GENLIB_PROFILE", "ci")
     pair = cgan.load_digits_cgan()
-    _, settings = cgan.digits_preset()
+    settings = cgan.GANTraining.preset("digits")
     assert not pair.from_cache and len(pair.info["history"]["loss"]) == settings.steps
     again = cgan.load_digits_cgan()
     assert again.from_cache

@@ -89,7 +89,7 @@ def test_shapes_clip_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLIB_PROFILE", "ci")
     monkeypatch.setenv("GENLIB_STATIC", "1")
     first = clip.load_shapes_clip()
-    assert not first.from_cache and len(first.info["loss"]) == clip.shapes_preset()[1]["steps"]
+    assert not first.from_cache and len(first.info["loss"]) == clip.CLIPTraining.preset().steps
     again = clip.load_shapes_clip()
     assert again.from_cache
     for a, b in zip(first.state_dict().values(), again.state_dict().values()):

@@ -72,4 +72,4 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="rec_loss"):
         vqgan.VQGANTraining(rec_loss="l3")
     with pytest.raises(ValueError, match="unknown variant"):
-        vqgan.shapes_preset("VQ-GAN")
+        vqgan.VQGANTraining.preset("VQ-GAN")

@@ -139,3 +139,29 @@ def test_non_positive_groups_is_a_config_error(groups):
     """``groups=0`` once raised ZeroDivisionError from the divisibility check."""
     with pytest.raises(ValueError, match="groups"):
         UNetConfig(**{**TINY, "groups": groups})
+
+
+def test_after_block_hook_sees_every_block_in_order_and_can_change_the_output():
+    from genlib.nn.attention import AttentionBlock2d
+    from genlib.nn.resblock import ResBlock
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(in_channels=3, image_size=8, base_channels=8, channel_mult=(1, 2), groups=4, num_heads=2,
+                     attention_resolutions=(4,))
+    net = _trained_like(UNet(cfg)).eval()
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([3, 700])
+    calls = []
+
+    def spy(block, h):
+        calls.append(block)
+        return h
+
+    with torch.no_grad():
+        plain = net(x, t)
+        assert torch.equal(net(x, t, after_block=spy), plain)  # an identity hook changes nothing
+        shifted = net(x, t, after_block=lambda block, h: h + 1.0)
+    blocks = [m for m in net.modules() if isinstance(m, (ResBlock, AttentionBlock2d))]
+    assert len(calls) == len(blocks) and {id(m) for m in calls} == {id(m) for m in blocks}
+    order = [m for layer in [*net.down, net.mid, *net.up] for m in layer if isinstance(m, (ResBlock, AttentionBlock2d))]
+    assert [id(m) for m in calls] == [id(m) for m in order]  # down, middle, up: the forward's own order
+    assert not torch.allclose(shifted, plain)
