@@ -47,9 +47,11 @@ def digest(root: Path = ROOT, profile_name: str | None = None) -> str:
 
 
 def toc_pages(toc: Path = ROOT / "_toc.yml") -> list[str]:
-    """The chapter files of the table of contents, in order (``chapters/07_ddpm``, ...)."""
+    """The chapter files of the table of contents, in order (``chapters/07_ddpm``, ...); the
+    back matter (``book/references``), which runs no code, is not among them."""
     data = yaml.safe_load(toc.read_text(encoding="utf-8"))
-    return [c["file"] for part in data.get("parts", []) for c in part.get("chapters", [])]
+    return [c["file"] for part in data.get("parts", []) for c in part.get("chapters", [])
+            if c["file"].startswith("chapters/")]
 
 
 def select(pages: list[str], wanted: list[str]) -> list[str]:
@@ -72,11 +74,12 @@ def chapter_id(page: str) -> str:
 
 
 def partial_toc(pages: list[str], dest: Path, toc: Path = ROOT / "_toc.yml") -> Path:
-    """A table of contents with the book's root page and ``pages`` only, written to ``dest``."""
+    """A table of contents with the book's root page, ``pages`` and the back matter (the references
+    page, which the pages' citations need and which runs no code), written to ``dest``."""
     data = yaml.safe_load(toc.read_text(encoding="utf-8"))
     parts = []
     for part in data.get("parts", []):
-        kept = [c for c in part.get("chapters", []) if c["file"] in pages]
+        kept = [c for c in part.get("chapters", []) if c["file"] in pages or not c["file"].startswith("chapters/")]
         if kept:
             parts.append({**part, "chapters": kept})
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--toc", str(partial_toc(pages, build / "_toc.yml"))]
     if out != ROOT:
         cmd += ["--path-output", str(out)]
-    env = dict(os.environ, GENLIB_STATIC=os.environ.get("GENLIB_STATIC", "1"), GENLIB_PROFILE=name)
+    env = dict(os.environ, GENLIB_STATIC=os.environ.get("GENLIB_STATIC", "1"), GENLIB_PROFILE=name,
+               GENLIB_PARTIAL_BUILD="1" if wanted else "0")
     run = subprocess.run(cmd, cwd=ROOT, env=env)
     if run.returncode:
         return run.returncode

@@ -39,7 +39,8 @@ def test_partial_toc_keeps_the_root_and_the_chosen_pages(tmp_path):
                          .read_text())
     assert toc["root"] == "book/intro"
     assert [(p["caption"], [c["file"] for c in p["chapters"]]) for p in toc["parts"]] == [
-        ("Diffusion", ["chapters/07_ddpm"]), ("Appendices", ["chapters/appD_samplers"])]
+        ("Diffusion", ["chapters/07_ddpm"]), ("Appendices", ["chapters/appD_samplers"]),
+        ("Back matter", ["book/references"])]
 
 
 def test_digest_follows_genlib_the_requirements_and_the_profile(tmp_path):
