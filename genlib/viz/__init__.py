@@ -5,6 +5,7 @@ Layouts (einops notation): images ``b c h w`` with ``c`` in {1, 3}, clips ``b t 
 in ``value_range`` (default ``(-1, 1)``); torch tensors and NumPy arrays are both accepted.
 
 =====================  ===================================================================
+:func:`architecture`   a model's block diagram, drawn from its modules (and the boxes' list)
 :func:`image_grid`     a batch of images as one grid, optional per-image captions
 :func:`video_strip`    clips as rows of frames, with frame-index labels
 :func:`animate`        frames (or drawing callbacks) as a jshtml player with stable HTML
@@ -21,6 +22,7 @@ call the cell's last expression. Figures are created closed, so Jupyter never sh
 """
 
 from genlib.viz.animation import animate, reset_html_ids
+from genlib.viz.architecture import architecture, architecture_blocks
 from genlib.viz.checks import InvariantError, check
 from genlib.viz.curves import ema, plot_curves
 from genlib.viz.explore import explore
@@ -34,6 +36,8 @@ __all__ = [
     "Source",
     "Table",
     "animate",
+    "architecture",
+    "architecture_blocks",
     "check",
     "caption_tag",
     "ema",
