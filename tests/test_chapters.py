@@ -69,6 +69,17 @@ def test_book_builds_with_warnings_as_errors(tmp_path):
         assert page.exists(), f"{page} was not built"
         assert "<img" in page.read_text(), f"{page.name} has no figure"
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax was not copied for offline reading"
+    # offline reading: no built page loads a script, stylesheet, image or frame from the network
+    import re
+
+    remote = re.compile(r"""<(script|link|img|iframe)\b[^>]*\b(src|href)\s*=\s*["']?https?://[^"'\s>]*""", re.I)
+    loads = {f"{p.relative_to(html)}: {m.group(0)[:120]}" for p in html.rglob("*.html")
+             for m in remote.finditer(p.read_text(encoding="utf-8"))}
+    assert not loads, f"built pages load from the network: {sorted(loads)[:5]}"
+    refs = (html / "book" / "references.html").read_text(encoding="utf-8")
+    assert "Kingma and Welling, 2014" in refs, "the references page lists no author-year labels"
+    solutions = sum("solution dropdown" in (html / "chapters" / (md.stem + ".html")).read_text() for md in CHAPTERS)
+    assert solutions == len(CHAPTERS), f"{len(CHAPTERS) - solutions} pages show no hidden solution"
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)

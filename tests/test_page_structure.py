@@ -337,3 +337,21 @@ def test_links_that_name_the_wrong_page_are_caught():
     assert named_page("chapter 08") == "08_" and named_page("Appendix D") == "appD_"
     assert named_page("09") == "09_" and named_page("chapter 2") == "02_"
     assert named_page("the introduction") is None
+
+
+MODEL_PAGES = [p for p in CHAPTERS if p.name[:2] in {f"{n:02d}" for n in range(3, 15)} or p.name.startswith("appC")]
+
+
+def test_model_pages_are_listed():
+    assert len(MODEL_PAGES) == 13, [p.name for p in MODEL_PAGES]
+
+
+@pytest.mark.parametrize("page", MODEL_PAGES, ids=lambda p: p.name)
+def test_every_model_page_draws_its_model_from_the_modules(page):
+    """Each model chapter shows at least one diagram made by genlib.viz.architecture from the
+    model it trains, beside the survey figure it corresponds to."""
+    text = page.read_text(encoding="utf-8")
+    cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, re.M | re.S)
+    calls = [c for c in cells if re.search(r"\barchitecture\(", c) and "import" not in c]
+    assert calls, f"{page.name}: no code cell draws an architecture diagram"
+    assert re.search(r"survey's\s+Fig\.\s*\d+", text), f"{page.name}: no survey figure named"
