@@ -35,7 +35,6 @@ from genlib.models import vqgan
 from genlib.models.clip import CLIP
 from genlib.models.kl_autoencoder import KLAutoencoderConfig, KLGAN
 from genlib.nn.attention import AttentionBlock2d
-from genlib.nn.convnets import ConvNetConfig
 from genlib.nn.unet import UNet, UNetConfig
 
 # ----------------------------------------------------------------------------- the first stage

@@ -154,21 +154,27 @@ def flicker(clips: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def refine_frames(model: nn.Module, schedule: NoiseSchedule, clips: torch.Tensor, *, strength: float,
-                  num_steps: int, shared_noise: bool, prediction_type: str, generator: torch.Generator) -> torch.Tensor:
+                  num_steps: int, shared_noise: bool, prediction_type: str, generator: torch.Generator | None,
+                  noise: torch.Tensor | None = None) -> torch.Tensor:
     """Refine every frame of ``clips: b t c h w`` with an *image* model, each frame on its own.
 
     Each frame is noised to step ``t0 = strength * T`` (eq. 12) and denoised with deterministic DDIM
     (``num_steps`` steps from ``t0``), the way ``SR_h`` adds detail to each frame of a clip it never
     sees as a whole. ``shared_noise=True`` draws one noise image per clip and uses it for all its
-    frames (Make-A-Video's choice, §14.3.1); ``False`` draws fresh noise for every frame. The frames
-    are denoised on the model's device and returned on ``clips``' device.
+    frames (Make-A-Video's choice, §14.3.1); ``False`` draws fresh noise for every frame. ``noise``
+    (``b t c h w``, e.g. correlated across frames) is used instead of drawing any; ``shared_noise``
+    and ``generator`` are then unused. The frames are denoised on the model's device and returned
+    on ``clips``' device.
     """
     if clips.ndim != 5:
         raise ValueError(f"refine_frames expects clips b t c h w, got {tuple(clips.shape)}")
     dev = config.module_device(model) if isinstance(model, nn.Module) else clips.device
     b = clips.shape[0]
-    shape = (b, 1, *clips.shape[2:]) if shared_noise else clips.shape
-    noise = torch.randn(shape, generator=generator).to(clips.device).expand_as(clips)  # drawn on the CPU
+    if noise is None:
+        shape = (b, 1, *clips.shape[2:]) if shared_noise else clips.shape
+        noise = torch.randn(shape, generator=generator).to(clips.device).expand_as(clips)  # drawn on the CPU
+    elif noise.shape != clips.shape:
+        raise ValueError(f"refine_frames needs noise of the clips' shape {tuple(clips.shape)}, got {tuple(noise.shape)}")
     T = len(schedule)
     t0 = max(1, min(T, round(strength * T))) - 1
     z = q_sample(schedule, clips, t0, noise)  # q(x_t0 | x0), eq. 12

@@ -97,6 +97,25 @@ def test_flicker_and_shared_noise():
     assert mav.flicker(a).max() < 1e-6 < mav.flicker(b).min()
 
 
+def test_refine_frames_uses_given_noise_and_checks_its_shape():
+    from genlib.diffusion import NoiseSchedule
+
+    sched = NoiseSchedule("linear", 100)
+    clips = torch.randn(2, 4, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    ident = lambda z, t: z  # noqa: E731
+    kw = dict(strength=0.5, num_steps=2, prediction_type="sample")
+    drawn = mav.refine_frames(ident, sched, clips, shared_noise=True,
+                              generator=torch.Generator().manual_seed(0), **kw)
+    shared = torch.randn((2, 1, 3, 4, 4), generator=torch.Generator().manual_seed(0)).expand_as(clips)
+    given = mav.refine_frames(ident, sched, clips, shared_noise=False, generator=None, noise=shared, **kw)
+    assert torch.equal(given, drawn)  # the same noise, given instead of drawn: the same frames
+    other = mav.refine_frames(ident, sched, clips, shared_noise=False, generator=None,
+                              noise=torch.randn(clips.shape), **kw)
+    assert not torch.equal(other, drawn)
+    with pytest.raises(ValueError, match="noise of the clips' shape"):
+        mav.refine_frames(ident, sched, clips, shared_noise=False, generator=None, noise=shared[:, :1], **kw)
+
+
 def test_interpolation_input():
     clips = torch.randn(2, 5, 3, 4, 4)  # b t c h w
     known = torch.tensor([True, False, True, False, True])
