@@ -12,7 +12,8 @@ Other ways of writing it, converted to ``s``:
   survey's form: the two conventions disagree exactly at the value people quote most.
 
 Guidance is applied at sampling time; the unconditional prediction comes from the same network,
-trained with its condition dropped some of the time.
+trained with its condition dropped some of the time. Classifier guidance (:func:`classifier_guided_eps`)
+instead adds the gradient of a separate classifier of noisy inputs to an unconditional prediction.
 
 Thresholding acts on the predicted clean image ``x0`` (not on the noise prediction):
 
@@ -52,6 +53,24 @@ def cfg_combine(pred_cond: torch.Tensor, pred_uncond: torch.Tensor, guidance_sca
         raise ValueError(f"conditional and unconditional predictions must share a shape: "
                          f"{tuple(pred_cond.shape)} vs {tuple(pred_uncond.shape)}")
     return pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+
+
+def classifier_guided_eps(eps: torch.Tensor, grad_log_prob: torch.Tensor, abar_t: float | torch.Tensor,
+                          scale: float) -> torch.Tensor:
+    """Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2; survey §8.5):
+
+        eps_hat = eps - scale * sqrt(1 - abar_t) * grad_x log p_phi(y | x_t)
+
+    A noise prediction is a scaled score, ``eps = -sqrt(1 - abar_t) * grad log p(x_t)``, so this is
+    the survey's ``grad log p(x_t) + gamma grad log p(y | x_t)`` written for an eps-network, with
+    ``gamma = scale``. ``abar_t`` is one number or one per sample (``b``).
+    """
+    if eps.shape != grad_log_prob.shape:
+        raise ValueError(f"the noise prediction and the classifier's gradient must share a shape: "
+                         f"{tuple(eps.shape)} vs {tuple(grad_log_prob.shape)}")
+    sigma = (1 - torch.as_tensor(abar_t, dtype=eps.dtype, device=eps.device)).sqrt()
+    sigma = sigma.reshape(-1, *[1] * (eps.ndim - 1)) if sigma.ndim else sigma
+    return eps - scale * sigma * grad_log_prob
 
 
 def drop_condition(cond: torch.Tensor, null: torch.Tensor | int, p: float,

@@ -25,10 +25,12 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genlib import config, train, zoo
-from genlib.diffusion import NoiseSchedule, ddim_sample, ddpm_sample, diffusion_loss
+from genlib.diffusion import NoiseSchedule, Sampler, diffusion_loss, sample
+from genlib.diffusion.guidance import Guidance
 from genlib.diffusion.guidance import drop_condition
 from genlib.diffusion.training import DiffusionTraining
 from genlib.models import vqgan
@@ -124,7 +126,7 @@ class LatentDiffusion(nn.Module):
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         u = self.cfg.unet
-        return (u.in_channels, u.image_size, u.image_size)
+        return (u.out_channels or u.in_channels, u.image_size, u.image_size)
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return self.unet(z_t, t, context)
@@ -153,29 +155,43 @@ def encode_images(first_stage: KLGAN, images: torch.Tensor, batch_size: int = 51
     return train.batched(first_stage.encode, images, batch_size)
 
 
-def training_data(first_stage: KLGAN, clip: CLIP, layer: int = -1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def training_data(first_stage: KLGAN, clip: CLIP, layer: int = -1, *, layouts: bool = False) -> tuple[torch.Tensor, ...]:
     """``(latents n c h w, contexts n max_len d, null_context max_len d)`` of the scenes the LDM
     trains on: chapter 06's images (seed 1) encoded once by the frozen first stage, their captions
-    once by the frozen text encoder (its states after block ``layer``)."""
+    once by the frozen text encoder (its states after block ``layer``); ``layouts`` appends their
+    :func:`layout_masks` at the latent's side."""
     batch = vqgan.shapes_training_batch()
     latents = encode_images(first_stage, batch.images)
-    return latents, text_states(clip, batch.captions, layer=layer), text_states(clip, [""], layer=layer)[0]
+    out = latents, text_states(clip, batch.captions, layer=layer), text_states(clip, [""], layer=layer)[0]
+    return (*out, layout_masks(batch.images, latents.shape[-1])) if layouts else out
 
 
-def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Tensor, null_context: torch.Tensor) -> dict:
-    """Train ``model`` in place on pre-encoded ``latents`` and ``contexts`` (one per latent)."""
+def train_ldm(model: LatentDiffusion, latents: torch.Tensor, contexts: torch.Tensor, null_context: torch.Tensor,
+              layouts: torch.Tensor | None = None) -> dict:
+    """Train ``model`` in place on pre-encoded ``latents`` and ``contexts`` (one per latent), and
+    for a :class:`LayoutLatentDiffusion` their ``layouts``."""
     cfg = model.cfg
     if len(latents) != len(contexts) or tuple(latents.shape[1:]) != model.latent_shape:
         raise ValueError(f"need latents n {model.latent_shape} and one context each, got {tuple(latents.shape)} "
                          f"and {tuple(contexts.shape)}")
+    if (layouts is not None) != isinstance(model, LayoutLatentDiffusion):
+        raise ValueError("a LayoutLatentDiffusion trains with one layout per latent, a LatentDiffusion without")
     model.scale.fill_(1.0 / latents.std().item())
     model.null_context.copy_(null_context)
     z0 = latents * model.scale.to(latents.device)  # the scale is on the model's device, latents on the CPU
     drops = torch.Generator().manual_seed(cfg.seed + 1)
-    batch = train.random_batches((z0, contexts), cfg.batch_size, seed=cfg.seed)
-    history = train.fit(model, lambda m, b: m.loss(b[0], b[1], drops), batch, cfg.steps, lr=cfg.lr, warmup=cfg.warmup,
-                        ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed, desc="LDM (latent U-Net)")
+    data = (z0, contexts) if layouts is None else (z0, contexts, layouts)
+    batch = train.random_batches(data, cfg.batch_size, seed=cfg.seed)
+    history = train.fit(model, lambda m, b: m.loss(*b, generator=drops), batch, cfg.steps, lr=cfg.lr,
+                        warmup=cfg.warmup, ema_decay=cfg.ema_decay, grad_clip=1.0, seed=cfg.seed,
+                        desc="LDM (latent U-Net)")
     return {"history": history.to_dict(), "latent_std": latents.std().item()}
+
+
+def _frozen_parts(first_stage: KLGAN, clip: CLIP) -> dict:
+    """What a denoiser's cache key records of the frozen parts it was trained on: configs and weight digests."""
+    return {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_weights": zoo.weights_digest(first_stage),
+            "text_encoder": zoo.to_json(clip.cfg), "text_encoder_weights": zoo.weights_digest(clip)}
 
 
 def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None, **overrides) -> LatentDiffusion:
@@ -183,13 +199,84 @@ def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None
     and a digest of their weights are part of this model's cache key); from the cache or trained now."""
     c, s = first_stage.cfg.net.latent_channels, 32 // first_stage.cfg.net.factor
     cfg = cfg or LDMConfig.preset(clip.cfg.text_dim, c, s, clip.cfg.max_len, **overrides)
-    extra = {"first_stage": zoo.to_json(first_stage.cfg), "first_stage_weights": zoo.weights_digest(first_stage),
-             "text_encoder": zoo.to_json(clip.cfg), "text_encoder_weights": zoo.weights_digest(clip)}
+    extra = _frozen_parts(first_stage, clip)
 
     def fit(model: LatentDiffusion) -> dict:
         return train_ldm(model, *training_data(first_stage, clip, cfg.text_layer))
 
     return zoo.get_or_train("ldm-shapes", LatentDiffusion, fit, cfg, extra=extra).annotated()
+
+
+# ----------------------------------------------------------------------------- the switch: a concatenated layout
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayoutLDMConfig(LDMConfig):
+    """An :class:`LDMConfig` whose U-Net also reads a spatial condition of ``layout_channels``
+    channels at the latent's side, concatenated with ``z_t`` at its input: the "switch" of survey
+    §8.3-8.4 (spatial conditions are concatenated, text is read by cross-attention). The U-Net's
+    ``in_channels`` counts both; its ``out_channels`` are the latent's."""
+
+    layout_channels: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        u = self.unet
+        if self.layout_channels < 1 or u.out_channels is None or u.in_channels != u.out_channels + self.layout_channels:
+            raise ValueError(f"a layout LDM's U-Net reads latent + layout channels and predicts the latent's: need "
+                             f"in_channels = out_channels + layout_channels ({self.layout_channels}), got "
+                             f"in {u.in_channels}, out {u.out_channels}")
+
+    @classmethod
+    def preset(cls, context_dim: int, latent_channels: int = 4, latent_size: int = 8, max_len: int = 16,
+               layout_channels: int = 1, **overrides) -> "LayoutLDMConfig":
+        """:meth:`LDMConfig.preset`'s denoiser with ``layout_channels`` more input channels."""
+        base = LDMConfig.preset(context_dim, latent_channels, latent_size, max_len)
+        unet = dataclasses.replace(base.unet, in_channels=latent_channels + layout_channels, out_channels=latent_channels)
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(LDMConfig)}
+        return cls(**{**fields, "unet": unet, "layout_channels": layout_channels, **overrides})
+
+
+def layout_masks(images: torch.Tensor, side: int) -> torch.Tensor:
+    """``b 3 h w -> b 1 side side``: the share of each latent position's pixels an object covers
+    (the background is black, -1 in every channel): where the scene's objects are, not what they are."""
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % side or images.shape[-2] % side:
+        raise ValueError(f"layout_masks expects images b 3 h w with h, w multiples of side={side}, got {tuple(images.shape)}")
+    covered = (images > -0.9).any(1, keepdim=True).float()
+    return F.avg_pool2d(covered, images.shape[-1] // side)
+
+
+class LayoutLatentDiffusion(LatentDiffusion):
+    """``forward(z_t: b c h w, t: b, context: b n d | None, layout: b k h w) -> b c h w``: the U-Net
+    on ``[z_t, layout]`` concatenated along channels, with the text by cross-attention."""
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None,
+                layout: torch.Tensor | None = None) -> torch.Tensor:
+        want = (len(z_t), self.cfg.layout_channels, *z_t.shape[-2:])
+        if layout is None or tuple(layout.shape) != want:
+            raise ValueError(f"a layout LDM needs layout of layout b k h w = {want}, got "
+                             f"{None if layout is None else tuple(layout.shape)}")
+        return self.unet(torch.cat([z_t, layout.to(z_t)], 1), t, context)
+
+    def loss(self, z0: torch.Tensor, context: torch.Tensor, layout: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_LDM as :meth:`LatentDiffusion.loss`, the layout always given (only the caption is dropped)."""
+        context = drop_condition(context, self.null_context, self.cfg.p_uncond, generator)
+        return diffusion_loss(lambda z_t, t, c: self(z_t, t, c, layout), self.schedule, z0,
+                              prediction_type=self.cfg.prediction_type, cond=context)
+
+
+def load_layout_ldm(first_stage: KLGAN, clip: CLIP, **overrides) -> LayoutLatentDiffusion:
+    """:func:`load_shapes_ldm`'s model with a one-channel :func:`layout_masks` concatenated to its
+    input; from the cache or trained now on the same scenes."""
+    c, s = first_stage.cfg.net.latent_channels, 32 // first_stage.cfg.net.factor
+    cfg = LayoutLDMConfig.preset(clip.cfg.text_dim, c, s, clip.cfg.max_len, **overrides)
+    extra = _frozen_parts(first_stage, clip)
+
+    def fit(model: LayoutLatentDiffusion) -> dict:
+        return train_ldm(model, *training_data(first_stage, clip, cfg.text_layer, layouts=True))
+
+    return zoo.get_or_train("ldm-shapes-layout", LayoutLatentDiffusion, fit, cfg, extra=extra).annotated()
 
 
 # ----------------------------------------------------------------------------- text to image
@@ -198,29 +285,34 @@ def load_shapes_ldm(first_stage: KLGAN, clip: CLIP, cfg: LDMConfig | None = None
 @torch.no_grad()
 def generate(model: LatentDiffusion, first_stage: KLGAN, clip: CLIP, captions: Sequence[str], *,
              guidance_scale: float = 1.0, sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0,
-             seed: int = 0, batch_size: int = 256, return_latents: bool = False):
+             variance: str = "fixed_small", layout: torch.Tensor | None = None, seed: int = 0,
+             batch_size: int = 256, return_latents: bool = False):
     """Images ``b 3 32 32`` for ``captions``: sample latents with classifier-free guidance
     (``eps_u + s (eps_c - eps_u)``, genlib's convention; ``s = 1`` is the conditional model alone),
     undo the scale, decode. ``sampler`` is ``"ddim"`` (``num_steps``, ``eta``) or ``"ddpm"``
-    (ancestral, ``num_steps`` respaced). Noise from a generator seeded with ``seed``."""
+    (ancestral, ``num_steps`` respaced, ``variance`` ``"fixed_small"`` = the posterior's
+    beta-tilde or ``"fixed_large"`` = beta). A :class:`LayoutLatentDiffusion` needs ``layout``
+    (``b k h w``, one per caption; guidance drops the caption, never the layout). Noise from a
+    generator seeded with ``seed``."""
     if sampler not in ("ddim", "ddpm"):
         raise ValueError(f"unknown sampler {sampler!r}; expected 'ddim' or 'ddpm'")
+    if (layout is not None) != isinstance(model, LayoutLatentDiffusion):
+        raise ValueError("pass layout (b k h w) exactly when the model is a LayoutLatentDiffusion")
+    if layout is not None and len(layout) != len(captions):
+        raise ValueError(f"need one layout per caption ({len(captions)}), got {len(layout)}")
     model.eval()
     dev = config.module_device(model)
     g = torch.Generator().manual_seed(seed)
+    steps = (Sampler(model.schedule, num_steps, eta=eta, prediction_type=model.prediction_type) if sampler == "ddim"
+             else Sampler(model.schedule, num_steps, variance=variance, prediction_type=model.prediction_type))
     zs = []
     for i in range(0, len(captions), batch_size):
         part = list(captions[i:i + batch_size])
         cond = text_states(clip, part, layer=model.cfg.text_layer).to(dev)
-        uncond = model.null_context.expand(len(part), -1, -1) if guidance_scale != 1.0 else None
-        kw = dict(prediction_type=model.prediction_type, cond=cond, uncond=uncond, guidance_scale=guidance_scale,
-                  generator=g, device=dev)
-        shape = (len(part), *model.latent_shape)
-        if sampler == "ddim":
-            out = ddim_sample(model, model.schedule, shape, num_steps=num_steps, eta=eta, **kw)
-        else:
-            out = ddpm_sample(model, model.schedule, shape, num_steps=num_steps, **kw)
-        zs.append(out.sample)
+        guide = Guidance(model.null_context.expand(len(part), -1, -1), guidance_scale) if guidance_scale != 1.0 else None
+        extra = () if layout is None else (layout[i:i + batch_size].to(dev),)
+        x_T = config.randn((len(part), *model.latent_shape), generator=g, device=dev)
+        zs.append(sample(model, steps, x_T, cond=cond, guide=guide, model_inputs=extra, generator=g).sample)
     z = torch.cat(zs) / model.scale
     images = train.batched(first_stage.decode, z, batch_size).clamp(-1, 1)
     return (images, z.cpu()) if return_latents else images

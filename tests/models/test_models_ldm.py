@@ -136,3 +136,82 @@ def test_weights_digest_names_the_exact_weights():
         clip.logit_scale += 1e-3  # a 0-dim parameter changes the digest too
     assert zoo.weights_digest(clip) != d
     assert zoo.weights_digest(first) != zoo.weights_digest(first.to(torch.bfloat16))
+
+
+def test_generate_ddpm_takes_either_variance_as_ddpm_sample_does():
+    from genlib.diffusion import ddpm_sample
+    first, clip, model = _parts()
+    captions = ["a red circle", "two blue squares"]
+    cond = ldm.text_states(clip, captions, layer=model.cfg.text_layer)
+    got = {}
+    for variance in ("fixed_small", "fixed_large"):
+        _, got[variance] = ldm.generate(model, first, clip, captions, sampler="ddpm", variance=variance, num_steps=4,
+                                        seed=2, return_latents=True)
+        out = ddpm_sample(model, model.schedule, (2, 4, 8, 8), variance=variance, num_steps=4, cond=cond,
+                          generator=torch.Generator().manual_seed(2))
+        torch.testing.assert_close(got[variance], out.sample / model.scale)
+    assert not torch.allclose(got["fixed_small"], got["fixed_large"])
+    with pytest.raises(ValueError, match="variance"):
+        ldm.generate(model, first, clip, captions, sampler="ddpm", variance="learned", num_steps=4)
+
+
+def _layout_model():
+    torch.manual_seed(0)
+    cfg = ldm.LayoutLDMConfig(unet=_unet(in_channels=5, out_channels=4), steps=3, batch_size=4)
+    model = ldm.LayoutLatentDiffusion(cfg).eval()
+    for p in model.unet.conv_out.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
+def test_layout_config_counts_the_concatenated_channels():
+    with pytest.raises(ValueError, match="in_channels = out_channels \\+ layout_channels"):
+        ldm.LayoutLDMConfig(unet=_unet())  # 4 in, no out: nothing left for the layout
+    with pytest.raises(ValueError, match="in_channels = out_channels \\+ layout_channels"):
+        ldm.LayoutLDMConfig(unet=_unet(in_channels=6, out_channels=4), layout_channels=1)
+    cfg = ldm.LayoutLDMConfig.preset(context_dim=32, layout_channels=2)
+    base = ldm.LDMConfig.preset(context_dim=32)
+    assert (cfg.unet.in_channels, cfg.unet.out_channels) == (6, 4)
+    assert cfg.steps == base.steps and cfg.unet.base_channels == base.unet.base_channels
+    assert ldm.LayoutLatentDiffusion(cfg).latent_shape == ldm.LatentDiffusion(base).latent_shape == (4, 8, 8)
+
+
+def test_layout_masks_are_the_share_of_covered_pixels():
+    images = -torch.ones(2, 3, 32, 32)
+    images[0, 1, :4, :4] = 0.5          # one latent position (4x4 pixels) fully covered, in one channel
+    images[1, :, 8:10, 12:16] = 1.0     # half of position (2, 3)
+    masks = ldm.layout_masks(images, 8)
+    assert masks.shape == (2, 1, 8, 8)
+    assert masks[0, 0, 0, 0] == 1 and masks[0].sum() == 1
+    assert masks[1, 0, 2, 3] == 0.5 and masks[1].sum() == 0.5
+    with pytest.raises(ValueError, match="b 3 h w"):
+        ldm.layout_masks(images[:, :1], 8)
+
+
+def test_the_layout_reaches_the_unet_and_is_required():
+    first, clip, _ = _parts()
+    model = _layout_model()
+    z, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 500])
+    context = torch.randn(2, 16, 16)
+    layout = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        out = model(z, t, context, layout)
+        torch.testing.assert_close(out, model.unet(torch.cat([z, layout], 1), t, context))
+        assert not torch.allclose(out, model(z, t, context, torch.zeros_like(layout)))
+    with pytest.raises(ValueError, match="needs layout"):
+        model(z, t, context)
+    # generate: each caption's sample reads its own layout, with guidance too
+    captions = ["a red circle", "two blue squares"]
+    a = ldm.generate(model, first, clip, captions, layout=layout, guidance_scale=2.0, num_steps=3, seed=1)
+    swapped = ldm.generate(model, first, clip, captions, layout=layout.flip(0), guidance_scale=2.0, num_steps=3, seed=1)
+    assert a.shape == (2, 3, 32, 32) and not torch.allclose(a, swapped)
+    with pytest.raises(ValueError, match="exactly when the model is a LayoutLatentDiffusion"):
+        ldm.generate(model, first, clip, captions, num_steps=3)
+    with pytest.raises(ValueError, match="one layout per caption"):
+        ldm.generate(model, first, clip, captions, layout=layout[:1], num_steps=3)
+    # training takes one layout per latent, and only for a layout model
+    info = ldm.train_ldm(model, torch.randn(6, 4, 8, 8), torch.randn(6, 16, 16), torch.randn(16, 16),
+                         torch.rand(6, 1, 8, 8))
+    assert len(info["history"]["loss"]) > 0
+    with pytest.raises(ValueError, match="one layout per latent"):
+        ldm.train_ldm(model, torch.randn(6, 4, 8, 8), torch.randn(6, 16, 16), torch.randn(16, 16))
