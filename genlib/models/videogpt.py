@@ -282,6 +282,38 @@ class VideoPrior(nn.Module):
         return rearrange(out[:, 1:], "b (t h w) -> b t h w", t=cfg.t, h=cfg.h, w=cfg.w)
 
 
+@torch.no_grad()
+def roll_out(prior: VideoPrior, first: VideoVQVAE, n: int, rounds: int, keep: int, *,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips past the prior's training length, by a sliding prefix: ``(codes n (rounds + 1) t' h' w',
+    windows n (rounds + 1) t c h w)``.
+
+    Window 0 is an unconditional sample; window ``r`` is sampled with the last ``keep`` latent frames
+    of window ``r - 1`` as its prefix, so each window is a volume of the length the prior was trained
+    on, and window ``r`` starts ``r (t' - keep)`` latent frames into the long clip. Each window is
+    decoded on its own (``first``). :func:`stitch` joins them into one long clip.
+    """
+    t = prior.cfg.t
+    if not 0 < keep < t or rounds < 0 or n < 1:
+        raise ValueError(f"need n >= 1, rounds >= 0 and a prefix of 0 < keep < {t} latent frames, "
+                         f"got n={n}, rounds={rounds}, keep={keep}")
+    volumes = [prior.sample(n=n, generator=generator).cpu()]
+    for _ in range(rounds):
+        volumes.append(prior.sample(volumes[-1][:, t - keep:], generator=generator).cpu())
+    dev = config.module_device(first)
+    windows = [first.decode_indices(v.to(dev)).clamp(-1, 1).cpu() for v in volumes]
+    return torch.stack(volumes, 1), torch.stack(windows, 1)
+
+
+def stitch(windows: torch.Tensor, keep_frames: int) -> torch.Tensor:
+    """``b r t c h w -> b (t + (r - 1)(t - keep_frames)) c h w``: window 0 whole, then the frames
+    each later window adds after its ``keep_frames``-frame prefix."""
+    if windows.ndim != 6 or not 0 <= keep_frames < windows.shape[2]:
+        raise ValueError(f"stitch expects windows of layout b r t c h w and 0 <= keep_frames < t, got "
+                         f"{tuple(windows.shape)} and {keep_frames}")
+    return torch.cat([windows[:, 0], *[windows[:, r, keep_frames:] for r in range(1, windows.shape[1])]], 1)
+
+
 # ----------------------------------------------------------------------------- chapter 11's models, by profile
 
 FRAMES, SIZE = 8, 16  # moving-shapes clips of 8 frames at 16x16: 4x4x4 = 64 codes, a sequence a CPU samples quickly

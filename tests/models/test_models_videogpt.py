@@ -124,3 +124,24 @@ def test_tiny_training_lowers_both_losses():
     c = codes(b=8)
     hist = train.fit(prior, lambda m, b: m.loss(b), [c], 40, lr=1e-2, progress=False)
     assert hist.loss[-1] < hist.loss[0] - 0.3
+
+
+def test_roll_out_slides_its_prefix_and_stitch_joins_the_windows():
+    torch.manual_seed(0)
+    first = vg.VideoVQVAE(vg.VideoVQVAEConfig.preset()).eval()
+    prior = vg.VideoPrior(vg.VideoPriorConfig.preset(first.cfg)).eval()
+    t = prior.cfg.t
+    codes, windows = vg.roll_out(prior, first, 3, 2, keep=t // 2, generator=torch.Generator().manual_seed(0))
+    assert codes.shape == (3, 3, t, prior.cfg.h, prior.cfg.w)
+    assert windows.shape == (3, 3, vg.FRAMES, 3, vg.SIZE, vg.SIZE)
+    assert torch.equal(codes[:, 1:, :t // 2], codes[:, :-1, t - t // 2:])
+    assert not torch.equal(codes[:, 1:, t // 2:], codes[:, :-1, t // 2:])  # the rest is sampled anew
+    with torch.no_grad():
+        torch.testing.assert_close(windows[:, 1], first.decode_indices(codes[:, 1]).clamp(-1, 1))
+    long = vg.stitch(windows, 4)
+    assert long.shape[1] == vg.FRAMES + 2 * (vg.FRAMES - 4)
+    assert torch.equal(long[:, :vg.FRAMES], windows[:, 0]) and torch.equal(long[:, -4:], windows[:, 2, 4:])
+    with pytest.raises(ValueError, match="0 < keep"):
+        vg.roll_out(prior, first, 3, 2, keep=t)
+    with pytest.raises(ValueError, match="b r t c h w"):
+        vg.stitch(windows[0], 4)
