@@ -8,6 +8,11 @@ with mean ``dec(z)`` and a fixed standard deviation ``rec_std``. Training maximi
 
 so the loss is its negative, ``rec + beta * kl`` (``beta = 1`` is the VAE; other values the
 beta-VAE). Both terms are in nats per image.
+
+For checking the bound where everything is known, the linear-Gaussian model (a VAE whose decoder
+is linear) has its posterior and evidence in closed form (:func:`linear_gaussian_posterior`,
+:func:`linear_gaussian_log_evidence`), and :func:`gaussian_kl` gives the KL between two
+full-covariance Gaussians.
 """
 
 from __future__ import annotations
@@ -54,6 +59,69 @@ def kl_monte_carlo(mu: torch.Tensor, logvar: torch.Tensor, samples: int,
     log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_p = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
     return (log_q - log_p).mean(0)
+
+
+def gaussian_kl(mean_q: torch.Tensor, cov_q: torch.Tensor, mean_p: torch.Tensor,
+                cov_p: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean_q, cov_q) || N(mean_p, cov_p))`` for full covariances: means ``... d``,
+    covariances ``... d d``; returns ``...``. From the definition ``E_q[log q - log p]``:
+
+        KL = 1/2 * [ tr(cov_p^-1 cov_q) + (m_p - m_q)^T cov_p^-1 (m_p - m_q) - d
+                     + log det cov_p - log det cov_q ]
+
+    With diagonal covariances and ``p = N(0, I)`` it reduces to :func:`kl_divergence`.
+    """
+    d = mean_q.shape[-1]
+    if cov_q.shape[-2:] != (d, d) or cov_p.shape[-2:] != (d, d) or mean_p.shape[-1] != d:
+        raise ValueError(f"means must be '... d' and covariances '... d d' with one d, got "
+                         f"{tuple(mean_q.shape)}, {tuple(cov_q.shape)}, {tuple(mean_p.shape)}, {tuple(cov_p.shape)}")
+    chol_p = torch.linalg.cholesky(cov_p)
+    diff = (mean_p - mean_q).unsqueeze(-1)                                 # ... d 1
+    trace = torch.cholesky_solve(cov_q, chol_p).diagonal(dim1=-2, dim2=-1).sum(-1)
+    mahalanobis = (diff * torch.cholesky_solve(diff, chol_p)).sum((-2, -1))
+    logdet_p = 2 * chol_p.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    logdet_q = torch.linalg.slogdet(cov_q)[1]
+    return 0.5 * (trace + mahalanobis - d + logdet_p - logdet_q)
+
+
+def _check_linear_gaussian(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[0] or bias.shape != (x.shape[1],):
+        raise ValueError(f"x must be 'b D', weight 'D d' and bias 'D', got {tuple(x.shape)}, "
+                         f"{tuple(weight.shape)}, {tuple(bias.shape)}")
+
+
+def linear_gaussian_posterior(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                              noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact posterior ``p(z|x)`` (eq. 3) of the linear-Gaussian latent model
+
+        z ~ N(0, I_d),     x | z ~ N(W z + b, s^2 I_D)           (probabilistic PCA)
+
+    ``x``: ``b D``, ``weight`` W: ``D d``, ``bias`` b: ``D``, ``noise_std`` s. Both factors of the
+    numerator of eq. 3 are Gaussian in ``z``, so the posterior is Gaussian, with precision the sum
+    of the two precisions and the same covariance for every ``x``:
+
+        cov = (I + W^T W / s^2)^-1,       mean = cov W^T (x - b) / s^2
+
+    Returns ``(mean b d, cov d d)``. This is the posterior a VAE's encoder only approximates.
+    """
+    _check_linear_gaussian(x, weight, bias)
+    eye = torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device)
+    cov = torch.linalg.inv(eye + weight.T @ weight / noise_std ** 2)
+    mean = (x - bias) @ weight @ cov / noise_std ** 2                      # cov is symmetric
+    return mean, cov
+
+
+def linear_gaussian_log_evidence(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                                 noise_std: float) -> torch.Tensor:
+    """``log p(x)`` of the same model, the denominator of eq. 3 in closed form, per row (``b``):
+    ``x = W z + b + s * noise`` is a sum of Gaussians, so ``p(x) = N(b, W W^T + s^2 I)``."""
+    _check_linear_gaussian(x, weight, bias)
+    D = x.shape[1]
+    cov = weight @ weight.T + noise_std ** 2 * torch.eye(D, dtype=weight.dtype, device=weight.device)
+    chol = torch.linalg.cholesky(cov)
+    white = torch.linalg.solve_triangular(chol, (x - bias).T, upper=False)  # L^-1 (x - b): D b
+    return (-0.5 * white.pow(2).sum(0) - chol.diagonal().log().sum()
+            - 0.5 * D * math.log(2 * math.pi))
 
 
 @dataclasses.dataclass
