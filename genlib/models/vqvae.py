@@ -7,18 +7,23 @@
 
 The first term is the reconstruction loss (``-log p(x|z_q)`` for a Gaussian decoder, up to scale
 and a constant). :class:`NextCodePredictor` is the §4.5 experiment at toy scale: from the code maps
-of past frames and an action, predict the next frame's codes.
+of past frames and an action, predict the next frame's codes, on :func:`steered_clips`, where a
+fresh action moves the shape at every frame.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from genlib.data import moving
+from genlib.data.render import COLOURS, SHAPES, render_objects
+from genlib.data.shapes import OBJECT_SIZES
 from genlib.nn.convnets import ConvNetConfig, Decoder, Encoder
 from genlib.nn.quantize import Quantized, VectorQuantizer
 
@@ -81,6 +86,52 @@ class VQVAE(nn.Module):
 
 # ----------------------------------------------------------------------------- §4.5
 
+_MOVES = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])  # (dx, dy) of moving.DIRECTIONS
+
+
+def steered_clips(n: int, frames: int = 8, size: int = 32, step: float = 0.125, seed: int = 0) -> moving.MovingBatch:
+    """Clips of one shape that a player steers at random: the actions of the §4.5 experiment.
+
+    After every frame an action (an index into :data:`genlib.data.moving.DIRECTIONS`) is drawn
+    uniformly from the moves that keep the whole shape inside the frame, and the shape moves
+    ``step * size`` pixels that way. Unlike :func:`genlib.data.moving.sample`, where a shape keeps
+    its direction until it bounces, the past frames say nothing about the next move: only the
+    action does. ``step = 1/8`` at 32x32 is 4 pixels, one cell of a VQ-VAE's 8x8 code map.
+
+    Returns a :class:`~genlib.data.moving.MovingBatch` (``videos b t 3 h w``) whose
+    ``attrs["direction"]`` (``b t 1``) holds the action taken *after* each frame (the last one is
+    drawn too, though no frame shows it), and ``attrs["centers"]`` the centres (``b t 1 2``).
+    """
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    colour = rng.integers(len(COLOURS), size=(n, 1))
+    shape = rng.integers(len(SHAPES), size=(n, 1))
+    obj_size = rng.integers(len(OBJECT_SIZES), size=(n, 1))
+    radius = np.asarray([moving.RADIUS[s] for s in OBJECT_SIZES])[obj_size] * size  # n 1
+    lo, hi, move = radius[..., None], size - radius[..., None], step * size
+    if np.any(hi - lo < move):
+        raise ValueError(f"step {step} is too long for the frame: a shape could not move either way")
+    pos = lo + rng.random((n, 1, 2)) * (hi - lo)  # n 1 xy
+    centers, actions = np.empty((n, frames, 1, 2)), np.empty((n, frames, 1), dtype=np.int64)
+    for f in range(frames):
+        centers[:, f] = pos
+        after = pos[:, :, None, :] + move * _MOVES  # n 1 4 xy: where each action would lead
+        allowed = ((after >= lo[:, :, None]) & (after <= hi[:, :, None])).all(-1)  # n 1 4
+        actions[:, f] = np.argmax(rng.random(allowed.shape) * allowed, -1)  # uniform among allowed
+        pos = pos + move * _MOVES[actions[:, f]]
+    flat = lambda a: rearrange(np.broadcast_to(a[:, None], (n, frames) + a.shape[1:]), "b t ... -> (b t) ...")
+    images = render_objects(rearrange(centers, "b t k xy -> (b t) k xy"), flat(radius), flat(shape), flat(colour),
+                            np.ones((n * frames, 1), dtype=bool), size)
+    attrs = {"colour": torch.from_numpy(colour), "shape": torch.from_numpy(shape), "size": torch.from_numpy(obj_size),
+             "present": torch.ones(n, 1, dtype=torch.bool),
+             "centers": torch.from_numpy((centers / size).astype(np.float32)),
+             "direction": torch.from_numpy(actions)}
+    captions = [f"a {COLOURS[c]} {SHAPES[s]} steered at random" for c, s in zip(colour[:, 0], shape[:, 0])]
+    return moving.MovingBatch(rearrange(images, "(b t) c h w -> b t c h w", t=frames), captions, attrs)
+
 
 @dataclasses.dataclass
 class PredictorConfig:
@@ -115,7 +166,7 @@ class NextCodePredictor(nn.Module):
         if codes.ndim != 4 or codes.shape[1] != self.cfg.past:
             raise ValueError(f"codes must have layout b p h w with p = {self.cfg.past}, got {tuple(codes.shape)}")
         if action.shape != codes.shape[:1]:
-            raise ValueError(f"action must have layout b (one action index per clip), got {tuple(action.shape)}")
+            raise ValueError(f"action must have layout b (one action index per window), got {tuple(action.shape)}")
         h = rearrange(self.codes(codes), "b p h w e -> b (p e) h w")
         h = F.silu(self.conv_in(h) + self.action(action)[:, :, None, None])
         for conv in self.body:
