@@ -20,7 +20,7 @@ from .render import COLOURS, SHAPES, render_objects
 from .shapes import OBJECT_SIZES, SIZES
 
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
-_UNIT = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])  # (dx, dy), image y points down
+UNIT_MOVES = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])  # (dx, dy) of DIRECTIONS; image y points down
 RADIUS = {"small": 0.09, "large": 0.13}  # object radius as a fraction of the frame side
 SPEED = (0.04, 0.10)  # pixels per frame, as fractions of the frame side (uniform range)
 
@@ -48,7 +48,7 @@ class MovingBatch:
 
 def _direction_of(velocity: np.ndarray) -> np.ndarray:
     """Index into DIRECTIONS of axis-aligned velocities ``... 2``."""
-    return np.argmax(np.einsum("...i,di->...d", velocity, _UNIT), axis=-1)
+    return np.argmax(np.einsum("...i,di->...d", velocity, UNIT_MOVES), axis=-1)
 
 
 def sample(n: int, frames: int = 8, size: int = 32, seed: int = 0, max_objects: int = 2) -> MovingBatch:
@@ -78,7 +78,7 @@ def sample(n: int, frames: int = 8, size: int = 32, seed: int = 0, max_objects: 
     speed = rng.uniform(*SPEED, size=(n, k)) * size
     lo, hi = radius, size - radius
     pos = lo[..., None] + rng.random((n, k, 2)) * (hi - lo)[..., None]
-    vel = _UNIT[direction] * speed[..., None]
+    vel = UNIT_MOVES[direction] * speed[..., None]
 
     centers = np.empty((n, frames, k, 2))
     velocities = np.empty((n, frames, k, 2))

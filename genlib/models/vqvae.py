@@ -86,7 +86,6 @@ class VQVAE(nn.Module):
 
 # ----------------------------------------------------------------------------- §4.5
 
-_MOVES = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])  # (dx, dy) of moving.DIRECTIONS
 
 
 def steered_clips(n: int, frames: int = 8, size: int = 32, step: float = 0.125, seed: int = 0) -> moving.MovingBatch:
@@ -118,10 +117,10 @@ def steered_clips(n: int, frames: int = 8, size: int = 32, step: float = 0.125, 
     centers, actions = np.empty((n, frames, 1, 2)), np.empty((n, frames, 1), dtype=np.int64)
     for f in range(frames):
         centers[:, f] = pos
-        after = pos[:, :, None, :] + move * _MOVES  # n 1 4 xy: where each action would lead
+        after = pos[:, :, None, :] + move * moving.UNIT_MOVES  # n 1 4 xy: where each action would lead
         allowed = ((after >= lo[:, :, None]) & (after <= hi[:, :, None])).all(-1)  # n 1 4
         actions[:, f] = np.argmax(rng.random(allowed.shape) * allowed, -1)  # uniform among allowed
-        pos = pos + move * _MOVES[actions[:, f]]
+        pos = pos + move * moving.UNIT_MOVES[actions[:, f]]
     flat = lambda a: rearrange(np.broadcast_to(a[:, None], (n, frames) + a.shape[1:]), "b t ... -> (b t) ...")
     images = render_objects(rearrange(centers, "b t k xy -> (b t) k xy"), flat(radius), flat(shape), flat(colour),
                             np.ones((n * frames, 1), dtype=bool), size)
