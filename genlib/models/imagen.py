@@ -223,9 +223,9 @@ def scaling_grid() -> list[tuple[int, int]]:
 
 def _scenes(batch_size: int, image_size: int, seed: int):
     """An endless stream of ``(images b 3 s s, captions)``; 8x8 images are 16x16 scenes average-pooled."""
-    for images, captions in shapes.captioned_stream(batch_size, size=16, seed=seed):
+    for images, texts in shapes.captioned_stream(batch_size, size=16, seed=seed):
         images = images if image_size == 16 else downsample(images, 16 // image_size)
-        yield images, captions
+        yield images, texts
 
 
 def train_imagen(model: TextToImage) -> dict:
