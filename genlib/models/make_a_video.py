@@ -19,6 +19,10 @@ same noise for every frame. This module holds the parts a chapter can run on a l
   only, with the image weights frozen (§14.5).
 * :func:`interpolation_input` -- the masked input of the frame interpolation network ``up_F`` (§14.4).
 
+Two more modules build on this one: :mod:`genlib.models.make_a_video_t2v` (the colour-conditional
+image model, prompting the inflated model with classifier-free guidance, reading colours) and
+:mod:`genlib.models.make_a_video_interp` (``up_F`` trained, and linear blending to compare it with).
+
 Layouts: clips in and out of every function here are ``b t c h w``, as the data worlds give them;
 image layers see ``(b t) c h w``, and the pseudo-3D layers turn frames into ``b c t h w`` inside.
 """
@@ -120,7 +124,7 @@ class InflatedUNet(nn.Module):
             m.frames = frames
         t = batch_timesteps(t, b, x.device, "InflatedUNet")
         t = repeat(t, "b -> (b f)", f=frames)
-        cond = None if cond is None else repeat(cond, "b -> (b f)", f=frames)
+        cond = None if cond is None else repeat(cond.to(x.device), "b -> (b f)", f=frames)  # a label per frame
         out = self.unet(rearrange(x, "b t c h w -> (b t) c h w"), t, cond)  # frames as a batch of images
         return rearrange(out, "(b t) c h w -> b t c h w", t=frames)
 
