@@ -5,13 +5,18 @@ The stages, at toy scale on 16x16 moving-shapes clips (each cached by :mod:`genl
 two live in :mod:`genlib.models.video_ldm_image` and are re-exported here)::
 
     E, D      a small frame autoencoder, 3x16x16 <-> 4x8x8       (the LDM's first stage, §12's E and D)
-    l_theta   an image latent U-Net trained on single frames      (the frozen "image backbone")
+    l_theta   an image latent U-Net trained on single frames      (the frozen "image backbone"), text-to-image:
+              it cross-attends to a frozen text encoder's states of the clip's caption
     l_phi     temporal layers after every spatial block, each mixed with the spatial output:
                   z_out = alpha_phi^i z + (1 - alpha_phi^i) z'      z' = l_phi^i(z): §12's mixing factor
               alpha = 1 skips the temporal layer: the image model, exactly
     c_S       context guidance: the masked latents m o z and the mask m, fed to the temporal layers,
               so one network predicts (first frames given) and interpolates (keyframes given)
     D^t       the decoder with temporal layers, fine-tuned on clips to cut flicker
+
+The text reaches only the frozen spatial layers, as in Video-LDM: :class:`VideoCond` carries it
+beside ``c_S``, the temporal layers learn with it (dropped some of the time), and :func:`sample`
+guides towards it (classifier-free guidance, the empty caption as the null condition).
 
 Layouts: clips in pixels ``b t c h w`` (the data world's), latent clips ``b c t h w``
 (:mod:`genlib.nn.video`); the frozen image layers read ``(b t) c h w``, temporal convolutions
@@ -23,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +37,13 @@ from torch import nn
 
 from genlib import config, train, zoo
 from genlib.diffusion import ddim_sample, diffusion_loss
+from genlib.diffusion.guidance import drop_condition
+from genlib.models.clip import CLIP, load_shapes_clip
+from genlib.models.ldm import text_states
 from genlib.models.video_ldm_image import (  # noqa: F401  (the image stage; re-exported for the chapter)
-    SIZE, FrameAutoencoder, FrameAutoencoderConfig, ImageLDM, ImageLDMConfig, encode_clips, load_frame_autoencoder,
-    load_image_ldm, pool_size, training_clips,
+    SIZE, FrameAutoencoder, FrameAutoencoderConfig, ImageLDM, ImageLDMConfig, clip_colour, colour_agreement,
+    colour_votes, encode_clips, load_frame_autoencoder, load_image_ldm, pool_size, prompts, training_batch,
+    training_clips,
 )
 from genlib.nn.attention import AttentionBlock2d
 from genlib.nn.convnets import Decoder
@@ -134,7 +144,9 @@ class VideoLDMConfig(train.Budget):
     after every ResBlock, temporal attention after every attention block, Video-LDM's design) or
     ``"attention-only"`` (temporal attention in all those places: Fig. 65's ablation). ``masks``:
     the context kinds drawn uniformly per training clip; ``given`` frames are known in ``predict``;
-    ``interpolate`` knows the first and the last frame."""
+    ``interpolate`` knows the first and the last frame. ``p_uncond``: how often a clip's caption is
+    replaced by the empty one in training (a text-to-image backbone only), so the video model also
+    makes the unconditional prediction guidance needs."""
 
     temporal: str = "conv3d+attention"
     kernel_t: int = 3
@@ -143,6 +155,7 @@ class VideoLDMConfig(train.Budget):
     context: bool = True
     masks: tuple[str, ...] = MASKS
     given: int = 2
+    p_uncond: float = 0.1
     frames: int = 8
     steps: int = 500
     batch_size: int = 16
@@ -156,6 +169,8 @@ class VideoLDMConfig(train.Budget):
             raise ValueError(f"temporal must be one of {KINDS}, got {self.temporal!r}")
         if not self.masks or any(m not in MASKS for m in self.masks):
             raise ValueError(f"masks must be a non-empty subset of {MASKS}, got {self.masks}")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
 
     @classmethod
     def preset(cls, **overrides) -> "VideoLDMConfig":
@@ -164,12 +179,24 @@ class VideoLDMConfig(train.Budget):
         return cls(**{**budget, **overrides})
 
 
+class VideoCond(NamedTuple):
+    """What the video denoiser is conditioned on: the context ``c_S`` (``b (c+1) t h w``, read by
+    the temporal layers) and the caption's text states (``b n d``, read by the frozen spatial
+    layers' cross-attention, the same for every frame of a clip). ``None``: no context / the empty
+    caption."""
+
+    context: torch.Tensor | None = None
+    text: torch.Tensor | None = None
+
+
 class VideoLDM(nn.Module):
-    """``forward(z_t: b c t h w, t: b, context: b (c+1) t h w | None) -> b c t h w``.
+    """``forward(z_t: b c t h w, t: b, cond: VideoCond | c_S | None) -> b c t h w``.
 
     Runs the frozen image U-Net's layers in order on the frames ``(b t) c h w``, and after each
-    ResBlock and each attention block its :class:`TemporalMixer`. Only :meth:`temporal_parameters`
-    learn; :meth:`set_alpha` pins every alpha (``1.0`` gives back the image model)."""
+    ResBlock and each attention block its :class:`TemporalMixer`. ``cond`` is a :class:`VideoCond`,
+    or the context ``c_S`` alone (``b (c+1) t h w``: the empty caption). Only
+    :meth:`temporal_parameters` learn; :meth:`set_alpha` pins every alpha (``1.0`` gives back the
+    image model)."""
 
     def __init__(self, cfg: VideoLDMConfig, image: ImageLDM):
         super().__init__()
@@ -202,20 +229,24 @@ class VideoLDM(nn.Module):
         for m in self.mixers.values():
             m.fixed_alpha = value
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, cond: VideoCond | torch.Tensor | None = None) -> torch.Tensor:
         unet = self.image.unet
         check_video(z_t, "VideoLDM", unet.cfg.in_channels)
+        context, text = cond if isinstance(cond, VideoCond) else (cond, None)
         b, c, frames, h, w = z_t.shape
         if context is not None and tuple(context.shape) != (b, c + 1, frames, h, w):
             raise ValueError(f"VideoLDM expects context c_S of layout b (c+1) t h w = {(b, c + 1, frames, h, w)}, "
                              f"got {tuple(context.shape)}")
         t = repeat(batch_timesteps(t, b, z_t.device, "VideoLDM"), "b -> (b f)", f=frames)  # each frame its clip's t
+        text = self.image.text_or_null(text, b)  # b n d, or None for an unconditional backbone
+        if text is not None:
+            text = repeat(text, "b n d -> (b f) n d", f=frames)  # each frame its clip's caption
 
         def mix(block: nn.Module, x: torch.Tensor) -> torch.Tensor:  # l_phi^i after the frozen l_theta^i
             return self.mixers[self._keys[id(block)]](x, frames, context)
 
         # the image U-Net's own forward on the frames as a batch, its hook calling the mixers
-        return from_frames(unet(to_frames(z_t), t, after_block=mix), frames)
+        return from_frames(unet(to_frames(z_t), t, text, after_block=mix), frames)
 
 
 # ----------------------------------------------------------------------------- context guidance (masks)
@@ -253,23 +284,32 @@ def random_masks(cfg: VideoLDMConfig, b: int, generator: torch.Generator) -> tor
     return torch.stack([context_mask(cfg.masks[k], cfg.frames, cfg.given) for k in kinds])
 
 
-def train_video_ldm(model: VideoLDM, latents: torch.Tensor) -> dict:
+def train_video_ldm(model: VideoLDM, latents: torch.Tensor, text: torch.Tensor | None = None) -> dict:
     """Train only the temporal layers (and alphas, context convs) with the LDM objective on scaled
-    latent clips, every clip with a random context mask::
+    latent clips, every clip with a random context mask and (for a text-to-image backbone) its
+    caption's states ``text: b n d``, dropped to the empty caption with probability ``p_uncond``::
 
-        argmin_phi E || y - f_{theta,phi}(z_tau; c_S, tau) ||^2     (survey §12.1, over all frames)
+        argmin_phi E || y - f_{theta,phi}(z_tau; c, tau) ||^2     (survey §12.1, over all frames)
 
     ``y`` is the image model's target (``epsilon`` in Video-LDM, ``v`` in this toy).
     """
-    cfg = model.cfg
-    check_video(latents, "train_video_ldm", model.image.cfg.unet.in_channels)
-    z0 = latents[:, :, :cfg.frames] * model.image.scale.item()
-    masks = torch.Generator().manual_seed(cfg.seed + 1)
+    cfg, image = model.cfg, model.image
+    check_video(latents, "train_video_ldm", image.cfg.unet.in_channels)
+    if (text is not None) != image.cfg.conditional or (text is not None and len(text) != len(latents)):
+        raise ValueError("a text-to-image backbone trains with one caption's states per clip (b n d), "
+                         "an unconditional one without")
+    z0 = latents[:, :, :cfg.frames] * image.scale.item()
+    masks, drops = torch.Generator().manual_seed(cfg.seed + 1), torch.Generator().manual_seed(cfg.seed + 2)
+    null = image.null_text.cpu() if text is not None else None  # the empty caption's states
 
-    def with_context(z: torch.Tensor, _: torch.Generator):
-        return z, make_context(z, random_masks(cfg, len(z), masks)) if cfg.context else None
+    def with_cond(b, _: torch.Generator):
+        z, states = b if text is not None else (b, None)
+        context = make_context(z, random_masks(cfg, len(z), masks)) if cfg.context else None
+        if states is not None:  # the caption dropped with probability p_uncond (classifier-free guidance)
+            states = drop_condition(states, null, cfg.p_uncond, drops)
+        return z, VideoCond(context, states)
 
-    batch = train.random_batches(z0, cfg.batch_size, seed=cfg.seed, transform=with_context)
+    batch = train.random_batches(z0 if text is None else (z0, text), cfg.batch_size, seed=cfg.seed, transform=with_cond)
 
     def loss(m: VideoLDM, b):
         return diffusion_loss(m, m.schedule, b[0], prediction_type=m.image.cfg.prediction_type, cond=b[1])
@@ -279,26 +319,39 @@ def train_video_ldm(model: VideoLDM, latents: torch.Tensor) -> dict:
     return {"history": history.to_dict(), "alphas": model.alphas().tolist()}
 
 
-def load_video_ldm(image: ImageLDM, ae: FrameAutoencoder, cfg: VideoLDMConfig | None = None, **overrides) -> VideoLDM:
-    """Temporal layers trained on top of the frozen ``image`` model, on latent clips of ``ae``; cached."""
+def load_video_ldm(image: ImageLDM, ae: FrameAutoencoder, cfg: VideoLDMConfig | None = None, *,
+                   clip: CLIP | None = None, **overrides) -> VideoLDM:
+    """Temporal layers trained on top of the frozen ``image`` model, on latent clips of ``ae`` and,
+    for a text-to-image ``image``, their prompts' states from ``clip``'s frozen text tower (default:
+    the profile's shapes CLIP; it must be the one ``image`` was trained with); cached."""
     cfg = cfg or VideoLDMConfig.preset(**overrides)
+    clip = (clip or load_shapes_clip()) if image.cfg.conditional else None
     n = pool_size()
 
     def fit(model: VideoLDM) -> dict:
-        return train_video_ldm(model, encode_clips(ae, training_clips(n, cfg.frames)))
+        batch = training_batch(n, cfg.frames)
+        text = None if clip is None else text_states(clip, prompts(batch)).cpu()
+        return train_video_ldm(model, encode_clips(ae, batch.videos), text)
 
     extra = {"image": zoo.weights_digest(image), "image_cfg": zoo.to_json(image.cfg), "autoencoder": zoo.weights_digest(ae),
              "clips": n}
+    if clip is not None:
+        extra["text_encoder"] = zoo.weights_digest(clip)
     return zoo.get_or_train("video-ldm-temporal", lambda c: VideoLDM(c, copy.deepcopy(image)), fit, cfg,
                             extra=extra).annotated()
 
 
 @torch.no_grad()
 def sample(model: VideoLDM, n: int, *, known: torch.Tensor | None = None, z_known: torch.Tensor | None = None,
-           num_steps: int = 50, eta: float = 0.0, seed: int = 0) -> torch.Tensor:
+           text: torch.Tensor | None = None, guidance_scale: float = 1.0, num_steps: int = 50, eta: float = 0.0,
+           seed: int = 0) -> torch.Tensor:
     """Scaled latent clips ``n c t h w`` by DDIM with context guidance: ``known`` (bool ``t``) marks
-    the frames given in ``z_known`` (scaled latents ``n c t h w``); without them, unconditional.
-    Given frames are copied into the result (the model also generates them, from the context)."""
+    the frames given in ``z_known`` (scaled latents ``n c t h w``); without them, no context.
+    Given frames are copied into the result (the model also generates them, from the context).
+    ``text`` (``n m d``, a caption's states per clip; ``None``: the empty caption) conditions a
+    text-to-image backbone, with classifier-free guidance ``pred_u + s (pred_c - pred_u)`` of scale
+    ``guidance_scale`` (``s = 1``: the conditional prediction alone), the empty caption as the
+    unconditional input and the same context in both."""
     c, side = model.image.cfg.unet.in_channels, model.image.cfg.unet.image_size
     frames = model.cfg.frames if z_known is None else z_known.shape[2]
     dev = config.module_device(model)
@@ -311,27 +364,34 @@ def sample(model: VideoLDM, n: int, *, known: torch.Tensor | None = None, z_know
         context = make_context(z_known.to(dev), known)
     elif known is not None:
         raise ValueError("this Video-LDM was trained without context guidance (cfg.context=False)")
+    if text is not None and tuple(text.shape[:1]) != (n,):
+        raise ValueError(f"text must hold one caption's states per clip (n={n}), got shape {tuple(text.shape)}")
+    cond = VideoCond(context, None if text is None else text.to(dev))
+    uncond = VideoCond(context, None) if text is not None and guidance_scale != 1.0 else None
     model.eval()
     out = ddim_sample(model, model.schedule, (n, c, frames, side, side), num_steps=num_steps, eta=eta,
-                      prediction_type=model.image.cfg.prediction_type, cond=context,
-                      generator=torch.Generator().manual_seed(seed), device=dev).sample.cpu()
+                      prediction_type=model.image.cfg.prediction_type, cond=cond, uncond=uncond,
+                      guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed),
+                      device=dev).sample.cpu()
     if known is not None and known.any():
         out[:, :, known] = z_known[:, :, known].cpu()
     return out
 
 
 @torch.no_grad()
-def heldout_loss(model: VideoLDM, z0: torch.Tensor, context: torch.Tensor | None = None, *, repeats: int = 4,
-                 seed: int = 1234) -> float:
-    """The diffusion loss on held-out scaled latent clips ``z0``, with the same ``t`` and noise for
-    every model compared (a lower number: a better denoiser of these clips)."""
+def heldout_loss(model: VideoLDM, z0: torch.Tensor, cond: VideoCond | torch.Tensor | None = None, *,
+                 repeats: int = 4, seed: int = 1234) -> float:
+    """The diffusion loss on held-out scaled latent clips ``z0`` under ``cond`` (as
+    :meth:`VideoLDM.forward` takes it), with the same ``t`` and noise for every model compared (a
+    lower number: a better denoiser of these clips)."""
     dev = config.module_device(model)
     g = torch.Generator().manual_seed(seed)
+    cond = train.to_device(cond, dev)
     model.eval()
     total = 0.0
     for _ in range(repeats):
         total += diffusion_loss(model, model.schedule, z0.to(dev), prediction_type=model.image.cfg.prediction_type,
-                                cond=None if context is None else context.to(dev), generator=g).item()
+                                cond=cond, generator=g).item()
     return total / repeats
 
 
