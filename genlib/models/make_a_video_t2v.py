@@ -10,8 +10,8 @@ clips without any text. At toy scale the "text" is one word, a colour, and the p
   so the same network gives the unconditional prediction classifier-free guidance needs.
 * :func:`sample_clips` -- clips from an inflated model (:func:`genlib.models.make_a_video.inflate`)
   with classifier-free guidance towards a colour label, or unconditional with the null label.
-* :func:`colours_seen`, :func:`colour_share` -- a program that reads colours: which palette colours
-  a frame shows (by hue), and the share of a clip's frames that show a given one.
+* :func:`colour_share` -- the share of a clip's frames that show a given palette colour, read by
+  :func:`genlib.metrics.colours.colours_seen` (by hue).
 
 The temporal layers are trained by :func:`genlib.models.make_a_video.finetune_temporal` with no
 label at all (the null label), as Make-A-Video trains on unlabelled video. Clips are ``b t c h w``.
@@ -29,9 +29,10 @@ from einops import rearrange, repeat
 
 from genlib import config, train, zoo
 from genlib.data import moving
-from genlib.data.render import COLOURS, PALETTE
+from genlib.data.render import COLOURS
 from genlib.diffusion import NoiseSchedule, ddim_sample, diffusion_loss
 from genlib.diffusion.guidance import drop_condition
+from genlib.metrics.colours import colours_seen
 from genlib.models import ddpm
 from genlib.nn.video import FRAMES_FIRST, check_video
 
@@ -120,23 +121,6 @@ def sample_clips(model: torch.nn.Module, schedule: NoiseSchedule, noise: torch.T
 
 # ----------------------------------------------------------------------------- reading colours
 
-_HUES = F.normalize(torch.tensor([PALETTE[c] for c in COLOURS]), dim=-1)  # k 3: each palette colour's direction
-
-
-def colours_seen(frames: torch.Tensor, min_pixels: int = 2, lit: float = 0.3) -> torch.Tensor:
-    """Which palette colours each frame shows: ``b 3 h w`` in [-1, 1] -> ``b k`` bool.
-
-    A pixel is lit when its brightest channel (in [0, 1]) exceeds ``lit`` (the background is
-    black); a lit pixel votes for the palette colour nearest in hue (the largest cosine between RGB
-    directions, so brightness does not matter). A colour is seen with ``min_pixels`` votes or more.
-    """
-    if frames.ndim != 4 or frames.shape[1] != 3:
-        raise ValueError(f"colours_seen reads RGB frames b 3 h w, got {tuple(frames.shape)}")
-    px = (rearrange(frames.float().cpu(), "b c h w -> b (h w) c") + 1) / 2
-    nearest = (F.normalize(px, dim=-1) @ _HUES.T).argmax(-1)  # b n: nearest hue of every pixel
-    on = px.amax(-1) > lit  # b n: not background
-    votes = F.one_hot(nearest, len(COLOURS)) & on[..., None]  # b n k
-    return votes.sum(1) >= min_pixels
 
 
 def colour_share(clips: torch.Tensor, colours: torch.Tensor, **kw) -> torch.Tensor:

@@ -27,10 +27,11 @@ from torch import nn
 from genlib import config, train, zoo
 from genlib.data import moving
 from genlib.data.captions import Prompt
-from genlib.data.render import COLOURS, PALETTE, SHAPES
+from genlib.data.render import COLOURS, SHAPES
 from genlib.diffusion import NoiseSchedule, diffusion_loss
 from genlib.diffusion.guidance import drop_condition
 from genlib.diffusion.training import DiffusionTraining
+from genlib.metrics.colours import colour_votes as frame_colour_votes
 from genlib.models.clip import CLIP, CLIPConfig, load_shapes_clip
 from genlib.models.ldm import text_states
 from genlib.nn.convnets import ConvNetConfig, Decoder, Encoder
@@ -258,19 +259,15 @@ def load_image_ldm(ae: FrameAutoencoder, cfg: ImageLDMConfig | None = None, *, c
 
 # ----------------------------------------------------------------------------- reading a clip's colour
 
-_HUES = F.normalize(torch.tensor([PALETTE[c] for c in COLOURS]), dim=-1)  # k 3: each palette colour's RGB direction
 
 
 def colour_votes(clips: torch.Tensor, lit: float = 0.3) -> torch.Tensor:
     """``b t 3 h w`` in [-1, 1] -> ``b k``: how many lit pixels of each clip are nearest in hue to
-    each palette colour. A pixel is lit when its brightest channel (in [0, 1]) exceeds ``lit``
-    (the background is black); its hue is its RGB direction, so brightness (the anti-aliased
-    edges of a shape) does not change its vote."""
+    each palette colour (:func:`genlib.metrics.colours.colour_votes`, summed over the frames)."""
     check_video(clips, "colour_votes", 3, layout=FRAMES_FIRST)
-    px = (rearrange(clips.float().cpu(), "b t c h w -> b (t h w) c") + 1) / 2
-    nearest = (F.normalize(px, dim=-1) @ _HUES.T).argmax(-1)  # b n: the palette hue closest to each pixel's
-    on = px.amax(-1) > lit  # b n: not background
-    return (F.one_hot(nearest, len(COLOURS)) * on[..., None]).sum(1)
+    b = clips.shape[0]
+    return rearrange(frame_colour_votes(rearrange(clips, "b t c h w -> (b t) c h w"), lit), "(b t) k -> b t k",
+                     b=b).sum(1)
 
 
 def clip_colour(clips: torch.Tensor, lit: float = 0.3) -> torch.Tensor:
