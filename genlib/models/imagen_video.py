@@ -4,6 +4,8 @@
   cascade of Fig. 70 (base, temporal and spatial super-resolution), computed from a base clip and
   a list of upsampling steps.
 * :func:`oscillating_guidance` -- Imagen Video's per-step guidance weights.
+* :func:`palette_fit`, :func:`colour_report` -- colours read against the world's palette: how
+  much of a clip has the colour asked for, and how much guidance shifted off the palette.
 * :class:`GuidanceConditioned` -- a denoiser that also takes the guidance weight ``w`` (Meng et
   al.'s student), built around any network with a ``time_embed`` module (genlib's U-Net, DiT).
 * :func:`denoiser_config`, :func:`load_denoiser` -- the same shapes DDPM trained to predict
@@ -19,13 +21,17 @@ import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from genlib import config, train, zoo
 from genlib.data import shapes
+from genlib.data.render import COLOURS, PALETTE
 from genlib.diffusion import NoiseSchedule
 from genlib.diffusion.distillation import distil_once, student_grid
 from genlib.diffusion.parameterisation import to_x0_eps
+from genlib.metrics import colours as colours_metric
 from genlib.models.ddpm import DDPM, DDPMConfig, data_batches
 from genlib.nn.embeddings import TimestepEmbedding
 
@@ -115,6 +121,67 @@ def oscillating_guidance(num_steps: int, high: float, low: float, oscillating_st
     if not 0 <= k <= num_steps:
         raise ValueError(f"oscillating_steps must lie in [0, num_steps={num_steps}], got {oscillating_steps}")
     return [(high if i % 2 == 0 else low) if i < k else low for i in range(num_steps)]
+
+
+# Reading colours against the palette. The worlds draw flat palette colours on black, antialiased,
+# so every real pixel lies on a segment from black to one palette colour: p = a c_k, 0 <= a <= 1.
+PALETTE_RGB = torch.tensor([PALETTE[c] for c in COLOURS])  # k 3, in [0, 1]
+
+
+def palette_fit(clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every pixel of ``clips: ... 3 h w`` in [-1, 1]: the palette colour whose segment from
+    black is nearest, and the distance to it (RGB in [0, 1]), both ``... h w``. (Which colour a
+    pixel *shows* is :mod:`genlib.metrics.colours`' reading, by hue; this is how far it is from
+    being a palette colour at all.) Guidance that
+    pushes a colour past its palette value (over-saturated, or shifted in hue) moves it off every
+    segment; a real pixel is on one (distance 0 up to rounding and the rare edge shared by two
+    objects)."""
+    if clips.ndim < 3 or clips.shape[-3] != 3:
+        raise ValueError(f"palette_fit reads RGB pixels ... 3 h w, got {tuple(clips.shape)}")
+    p = ((clips.float().cpu() + 1) / 2).movedim(-3, -1)[..., None, :]  # ... h w 1 3
+    c = PALETTE_RGB  # k 3
+    a = ((p * c).sum(-1) / (c * c).sum(-1)).clamp(0, 1)  # ... h w k: the nearest point a c_k
+    dist = (p - a[..., None] * c).norm(dim=-1)
+    d, k = dist.min(-1)
+    return k, d
+
+
+def colour_report(clips: torch.Tensor, colours: torch.Tensor, *, lit: float = 0.3, tol: float = 0.1
+                  ) -> dict[str, torch.Tensor]:
+    """Per clip (``clips: b t 3 h w``, asked ``colours: b``), over its *lit* pixels (brightest
+    channel above ``lit`` in [0, 1]; the background is black):
+
+    * ``share`` -- the share that :func:`genlib.metrics.colours.colour_votes` reads as the colour
+      asked for (nearest in hue; alignment);
+    * ``off_palette`` -- the share farther than ``tol`` from every palette segment (colour shift);
+    * ``saturation`` -- the mean HSV saturation ``(max - min) / max`` (the palette's is 0.70-0.88);
+    * ``drift`` -- how far each frame's mean hue (the unit RGB direction of its lit pixels) is from
+      the clip's, averaged over frames: colours that shift across frames, as in Fig. 75.
+
+    Each is a ``b`` tensor (NaN for a clip with no lit pixel)."""
+    if clips.ndim != 5 or colours.shape != clips.shape[:1]:
+        raise ValueError(f"colour_report reads clips b t 3 h w and one colour per clip, got {tuple(clips.shape)} "
+                         f"and {tuple(colours.shape)}")
+    rgb = ((clips.float().cpu() + 1) / 2).clamp(0, 1).movedim(2, -1)  # b t h w 3
+    hi, lo = rgb.amax(-1), rgb.amin(-1)
+    on = (hi > lit).float()  # b t h w
+    _, d = palette_fit(clips)
+    n = on.sum((1, 2, 3))
+    votes = colours_metric.colour_votes(rearrange(clips, "b t c h w -> (b t) c h w"), lit)  # (b t) k
+    votes = rearrange(votes, "(b t) k -> b t k", b=clips.shape[0]).sum(1)  # b k
+
+    def mean(x):  # over the lit pixels of each clip
+        return (x * on).sum((1, 2, 3)) / n
+
+    hue = F.normalize(rgb, dim=-1) * on[..., None]  # b t h w 3: the colour's direction, not its brightness
+    frame_n = on.sum((2, 3))[..., None]  # b t 1
+    frame_hue = hue.sum((2, 3)) / frame_n.clamp(min=1)  # b t 3
+    clip_hue = hue.sum((1, 2, 3))[:, None] / frame_n.sum(1, keepdim=True)  # b 1 3
+    has = frame_n[..., 0] > 0
+    drift = ((frame_hue - clip_hue).norm(dim=-1) * has).sum(1) / has.sum(1)
+    return {"share": votes.gather(1, colours.long().cpu()[:, None])[:, 0] / n,
+            "off_palette": mean((d > tol).float()),
+            "saturation": mean((hi - lo) / hi.clamp(min=1e-6)), "drift": drift}
 
 
 class GuidanceConditioned(nn.Module):
