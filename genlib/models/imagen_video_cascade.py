@@ -15,7 +15,7 @@ attention; the super-resolution stages mix frames with temporal convolutions alo
 * :class:`VideoStageConfig`, :class:`VideoStage`, :func:`load_stage` -- one stage, its training
   (v-prediction, cosine schedule) and the model cache. The super-resolution stages read
   ``[z_t, upsampled low clip]`` (6 channels) and are told the noise-augmentation level as a class
-  label, with chapter 09's :func:`~genlib.models.imagen.augment` (noise conditioning augmentation).
+  label, with chapter 09's :func:`~genlib.models.sr3.augment` (noise conditioning augmentation).
   Two toy-scale shortcuts, both options of the config: the super-resolution stages diffuse the
   residual over their upsampled input (``residual``), and the SSR stage trains on crops (``crop``).
 * :func:`to_stage`, :func:`upsample`, :func:`naive_upsample`, :func:`hold` -- what each stage must
@@ -46,7 +46,7 @@ from genlib.diffusion import NoiseSchedule, diffusion_loss
 from genlib.diffusion.distillation import ddim_sample_x0
 from genlib.diffusion.guidance import drop_condition
 from genlib.diffusion.training import DiffusionTraining
-from genlib.models.imagen import augment
+from genlib.models.sr3 import augment
 from genlib.models.imagen_video import Stage, cascade
 from genlib.models.make_a_video import InflatedUNet, inflate
 from genlib.nn.unet import UNet, UNetConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from genlib.diffusion.training import DiffusionTraining
-from genlib.models import ddpm, dit, imagen, ldm, video_ldm_image
+from genlib.models import ddpm, dit, imagen, ldm, sr3, video_ldm_image
 
 SHARED = {f.name for f in dataclasses.fields(DiffusionTraining)}
 
@@ -20,7 +20,7 @@ def _configs():
         ldm.LDMConfig: lambda: ldm.LDMConfig.preset(context_dim=16),
         video_ldm_image.ImageLDMConfig: video_ldm_image.ImageLDMConfig.preset,
         imagen.ImagenConfig: imagen.ImagenConfig.preset,
-        imagen.SR3Config: imagen.SR3Config.preset,
+        sr3.SR3Config: sr3.SR3Config.preset,
     }
 
 

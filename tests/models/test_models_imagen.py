@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genlib.data import captions
-from genlib.models import imagen
+from genlib.models import imagen, sr3
 from genlib.nn.text_encoders import CaptionStates
 
 
@@ -56,19 +56,19 @@ def test_loss_drops_the_condition(monkeypatch):
 
 def test_augment_is_variance_preserving_and_identity_at_zero():
     low = torch.randn(4000, 3, 8, 8)
-    torch.testing.assert_close(imagen.augment(low, torch.zeros(4000)), low)
+    torch.testing.assert_close(sr3.augment(low, torch.zeros(4000)), low)
     std = torch.full((4000,), 0.6)
-    out = imagen.augment(low, std)
+    out = sr3.augment(low, std)
     assert abs(out.var().item() - 1) < 0.02
     noise = torch.randn_like(low)
-    torch.testing.assert_close(imagen.augment(low, std, noise), 0.8 * low + 0.6 * noise)
-    cfg = imagen.SR3Config.preset()
+    torch.testing.assert_close(sr3.augment(low, std, noise), 0.8 * low + 0.6 * noise)
+    cfg = sr3.SR3Config.preset()
     torch.testing.assert_close(cfg.aug_std(torch.tensor([0, cfg.aug_levels - 1])), torch.tensor([0.0, cfg.aug_max]))
 
 
 def test_sr3_concatenates_the_upsampled_low_res_image():
-    cfg = imagen.SR3Config.preset()
-    model = imagen.SR3(cfg)
+    cfg = sr3.SR3Config.preset()
+    model = sr3.SR3(cfg)
     seen = {}
     model.unet.forward = lambda x, t, c: seen.update(x=x, c=c) or x[:, :3]
     low = torch.randn(2, 3, 8, 8)
@@ -81,7 +81,7 @@ def test_sr3_concatenates_the_upsampled_low_res_image():
     with pytest.raises(ValueError, match="b 3 8 8"):
         model(x_t, torch.zeros(2), (torch.randn(2, 3, 16, 16), torch.zeros(2, dtype=torch.long)))
     with pytest.raises(ValueError, match="aug_level"):
-        imagen.super_resolve(model, low, aug_level=cfg.aug_levels)
+        sr3.super_resolve(model, low, aug_level=cfg.aug_levels)
 
 
 def test_threshold_names_and_saturation():

@@ -16,7 +16,8 @@ from genlib.metrics.clip_evaluator import ClipEvaluator, ClipEvaluatorConfig  # 
 from genlib.models.cgan import ConvGANConfig, ConvGenerator  # noqa: E402
 from genlib.models.dit import DiT, DiTConfig, DiTDiffusion, DiTDiffusionConfig  # noqa: E402
 from genlib.models.gan import GANPair, ToyDiscriminator, ToyGANConfig, ToyGenerator  # noqa: E402
-from genlib.models.imagen import SR3, ImagenConfig, SR3Config, TextToImage  # noqa: E402
+from genlib.models.imagen import ImagenConfig, TextToImage  # noqa: E402
+from genlib.models.sr3 import SR3, SR3Config  # noqa: E402
 from genlib.models.kl_autoencoder import KLAutoencoderConfig  # noqa: E402
 from genlib.models.make_a_video import Pseudo3dAttention, Pseudo3dConv, inflate  # noqa: E402
 from genlib.models.vae import VAE, VAEConfig  # noqa: E402
