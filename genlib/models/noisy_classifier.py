@@ -23,7 +23,7 @@ from torch import nn
 from genlib import config, train, zoo
 from genlib.data.render import COLOURS
 from genlib.data.shapes import ShapesBatch
-from genlib.diffusion import NoiseSchedule
+from genlib.diffusion import NoiseSchedule, q_sample
 from genlib.diffusion.guidance import classifier_guided_eps
 from genlib.models import ldm, vqgan
 from genlib.nn.embeddings import TimestepEmbedding, batch_timesteps
@@ -107,13 +107,11 @@ def train_noisy_classifier(model: NoisyClassifier, z0: torch.Tensor, labels: tor
     if len(z0) != len(labels) or labels.shape[1:] != (cfg.num_classes,):
         raise ValueError(f"need one target row of {cfg.num_classes} yes/no labels per latent, got "
                          f"{tuple(z0.shape)} and {tuple(labels.shape)}")
-    abar = schedule.alphas_cumprod.float()
 
     def noisy(batch, generator):
         z, y = batch
-        t = torch.randint(len(abar), (len(z),), generator=generator)
-        a = abar[t].reshape(-1, 1, 1, 1)
-        return a.sqrt() * z + (1 - a).sqrt() * torch.randn(z.shape, generator=generator), t, y
+        t = torch.randint(len(schedule), (len(z),), generator=generator)
+        return q_sample(schedule, z, t, torch.randn(z.shape, generator=generator)), t, y
 
     batches = train.random_batches((z0, labels), cfg.batch_size, seed=cfg.seed, transform=noisy)
     history = train.fit(model, lambda m, b: F.binary_cross_entropy_with_logits(m(b[0], b[1]), b[2]), batches,
